@@ -1,0 +1,122 @@
+"""The canonical event model every source is normalised into.
+
+One validated shape for voice, callback, chat, messaging, email, bot and web-form events from any
+platform, so that stitching and metric rules are written once. Strict: wrong types are rejected,
+never coerced, and every timestamp must carry a zone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
+AttributeValue = str | int | float | bool | None
+
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+class Channel(StrEnum):
+    VOICE = "voice"
+    CALLBACK = "callback"
+    CHAT = "chat"
+    MESSAGING = "messaging"
+    EMAIL = "email"
+    BOT = "bot"
+    WEB_FORM = "web_form"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    INTERNAL = "internal"
+
+
+class EventType(StrEnum):
+    """What happened. The stitcher documents how each type moves a conversation."""
+
+    ARRIVED = "arrived"  # conversation starts (first touch: IVR, bot, web form, direct queue)
+    IVR_STEP = "ivr_step"  # a self-service node (IVR menu, bot turn); attributes["node"]
+    QUEUED = "queued"  # a leg enters a queue: the contact is offered to the queue
+    ALERTING = "alerting"  # offered to an agent (ringing, chat invite)
+    ANSWERED = "answered"  # connected to an agent (per-channel meaning in docs/metrics.md)
+    HOLD = "hold"  # customer put on hold; attributes["duration_ms"] when the source only reports totals
+    RESUME = "resume"  # customer taken off hold
+    TRANSFER_BLIND = "transfer_blind"  # agent leg ends by blind transfer; attributes["target_queue"]
+    TRANSFER_CONSULT = "transfer_consult"  # agent leg ends by consult transfer
+    CONFERENCE = "conference"  # a third party joins
+    ABANDONED = "abandoned"  # customer left before an agent answered (queue set: in queue; else IVR)
+    DISCONNECTED = "disconnected"  # conversation ends; attributes["self_served"] for IVR/bot ends
+    ACW_START = "acw_start"  # after-call work starts
+    ACW_END = "acw_end"  # after-call work ends
+    WRAPUP_SET = "wrapup_set"  # wrap-up code set or changed; attributes["code"]
+    QA_SCORE_SET = "qa_score_set"  # quality score set or changed; attributes["score"]
+    TICKET_REOPENED = "ticket_reopened"  # a resolved ticket (email, messaging) is reopened
+    AGENT_STATE_CHANGED = "agent_state_changed"  # agent presence; attributes["state"]; no conversation
+
+
+class CustomerIds(BaseModel):
+    """Pseudonymous identifiers (hashes, never raw PII) used to link conversations to a customer."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+    phone_hash: Identifier | None = None
+    email_hash: Identifier | None = None
+    account_hash: Identifier | None = None
+    cookie_hash: Identifier | None = None
+
+    def keys(self) -> list[str]:
+        """Typed identifier keys, e.g. ``phone:ab12``; conversations sharing one are one customer."""
+        return [
+            f"{kind}:{value}"
+            for kind, value in (
+                ("phone", self.phone_hash),
+                ("email", self.email_hash),
+                ("account", self.account_hash),
+                ("cookie", self.cookie_hash),
+            )
+            if value is not None
+        ]
+
+
+class CanonicalEvent(BaseModel):
+    """One normalised contact-centre event.
+
+    ``event_id`` is the idempotency key: the same id with the same ``sequence`` is a duplicate; the
+    same id with a higher ``sequence`` is a mutation that replaces the earlier version (a wrap-up
+    code changed, a QA score re-marked).
+    """
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+    tenant: Identifier
+    source: Identifier
+    event_id: Identifier
+    conversation_id: Identifier | None = None
+    leg_id: Identifier | None = None
+    channel: Channel
+    direction: Direction = Direction.INBOUND
+    event_type: EventType
+    event_time: AwareDatetime
+    ingest_time: AwareDatetime
+    queue: Identifier | None = None
+    agent: Identifier | None = None
+    customer: CustomerIds = Field(default_factory=CustomerIds)
+    intent: Identifier | None = None
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+    sequence: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Self:
+        if not EARLIEST_EVENT_TIME <= self.event_time < LATEST_EVENT_TIME:
+            raise ValueError(f"event_time {self.event_time.isoformat()} is outside 2000..2100")
+        if self.event_type is EventType.AGENT_STATE_CHANGED:
+            if self.agent is None:
+                raise ValueError("agent_state_changed needs an agent")
+        elif self.conversation_id is None:
+            raise ValueError(f"{self.event_type.value} needs a conversation_id")
+        return self

@@ -1,0 +1,118 @@
+"""Validated configuration: per-tenant reporting rules, flow timing, Kafka and ClickHouse.
+
+Loaded from a TOML or JSON file or from ``STITCHBOARD_*`` environment variables
+(``STITCHBOARD_CLICKHOUSE__DSN``), so a Kubernetes ConfigMap or env block configures a run.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+INTERVAL_MINUTES: tuple[int, ...] = (15, 30, 60, 1440)  # 1440 = the local calendar day
+
+
+class TenantSettings(BaseModel):
+    """How one tenant reports: its zone and its definitions' thresholds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time_zone: str = "UTC"
+    service_level_seconds: int = Field(default=20, ge=0)
+    service_level_seconds_by_queue: dict[str, int] = Field(default_factory=dict)
+    short_abandon_seconds: int = Field(default=10, ge=0)
+    resolved_wrapup_codes: frozenset[str] = frozenset({"resolved", "sale", "info_given"})
+    intent_by_wrapup_code: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    def service_level_ms(self, queue: str) -> int:
+        return 1000 * self.service_level_seconds_by_queue.get(queue, self.service_level_seconds)
+
+    def short_abandon_ms(self) -> int:
+        return 1000 * self.short_abandon_seconds
+
+
+class TimingSettings(BaseModel):
+    """Event-time rules: how late data may be and when intervals are final."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    out_of_orderness_seconds: int = Field(default=60, ge=0)
+    allowed_lateness_seconds: int = Field(default=600, ge=0)
+    idle_advance_seconds: int = Field(default=30, ge=1)
+    provisional_every_seconds: float = Field(default=1.0, gt=0)
+    conversation_retention_seconds: int = Field(default=6 * 3600, ge=0)
+    restatement_horizon_days: int = Field(default=35, ge=1)
+    interval_minutes: tuple[int, ...] = INTERVAL_MINUTES
+
+    @property
+    def out_of_orderness(self) -> timedelta:
+        return timedelta(seconds=self.out_of_orderness_seconds)
+
+    @property
+    def allowed_lateness(self) -> timedelta:
+        return timedelta(seconds=self.allowed_lateness_seconds)
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    brokers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"])
+    topics: list[str] = Field(default_factory=lambda: ["stitchboard.raw"])
+    dead_letter_topic: str = "stitchboard.deadletters"
+    extra_config: dict[str, str] = Field(default_factory=dict)
+
+
+class ClickHouseSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dsn: str = "chdb:///var/lib/stitchboard/chdb"
+    database: str = "stitchboard"
+    batch_rows: int = Field(default=20_000, ge=1)
+    flush_seconds: float = Field(default=1.0, gt=0)
+    max_retries: int = Field(default=8, ge=0)
+    max_buffered_rows: int = Field(default=500_000, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything a run needs; every field has a production-sensible default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STITCHBOARD_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+    default_tenant: TenantSettings = Field(default_factory=TenantSettings)
+    timing: TimingSettings = Field(default_factory=TimingSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    recovery_dir: Path | None = None
+    snapshot_seconds: int = Field(default=10, ge=1)
+    metrics_port: int | None = 9464
+
+    def tenant(self, name: str) -> TenantSettings:
+        return self.tenants.get(name, self.default_tenant)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Settings:
+        """Load a ``.toml`` or ``.json`` file; environment variables still override."""
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        return cls(**data)
