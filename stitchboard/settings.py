@@ -94,9 +94,7 @@ class ClickHouseSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything a run needs; every field has a production-sensible default."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="STITCHBOARD_", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="STITCHBOARD_", env_nested_delimiter="__", extra="forbid")
 
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
     default_tenant: TenantSettings = Field(default_factory=TenantSettings)
