@@ -80,3 +80,14 @@ class RestatementRow:
     restatement_seq: int  # 1, 2, ... per interval; replays reproduce it
     watermark: datetime  # event-time watermark when restated
     restated_at: datetime  # wall-clock time when restated
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStateRow:
+    """One agent presence change (the basis of occupancy)."""
+
+    tenant: str
+    agent: str
+    state: str
+    at: datetime
+    event_id: str

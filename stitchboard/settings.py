@@ -58,7 +58,7 @@ class TimingSettings(BaseModel):
     allowed_lateness_seconds: int = Field(default=600, ge=0)
     idle_advance_seconds: int = Field(default=30, ge=1)
     provisional_every_seconds: float = Field(default=1.0, gt=0)
-    conversation_retention_seconds: int = Field(default=6 * 3600, ge=0)
+    conversation_retention_seconds: int = Field(default=24 * 3600, ge=0)
     restatement_horizon_days: int = Field(default=35, ge=1)
     interval_minutes: tuple[int, ...] = INTERVAL_MINUTES
 

@@ -1,0 +1,1 @@
+"""Sinks: the batched ClickHouse writer and the dead-letter Kafka producer."""

@@ -1,0 +1,388 @@
+"""The per-tenant interval book: sums contribution deltas into local-time intervals and publishes
+provisional, final and restated figures.
+
+A bucket is one (interval length, queue, channel, interval start). It is open until the tenant
+watermark reaches ``end + allowed_lateness``; then it is published once as ``final`` and its figures
+are frozen as published. A delta that lands in a final bucket later (within the restatement horizon)
+becomes a correction, published at the next flush as a full ``restated`` row plus one
+``RestatementRow`` per changed metric. Deltas whose instant is older than ``watermark - horizon`` are
+dropped, counted and handed back in ``Flushed.dropped`` so the caller can dead-letter them.
+
+Choices worth knowing:
+
+* Very late data for an interval nobody saw (its bucket is created after its finalisation time) is
+  published as ``final`` with that data at the next flush, not as a restatement of nothing. The same
+  holds for a bucket that netted to zero before it was ever published: it is forgotten at
+  finalisation, and later data re-creates it.
+* A bucket that has published anything keeps publishing (also all-zero figures), so a stale
+  provisional row in ClickHouse is always overwritten; a bucket that never had figures is never
+  published.
+* Versions order the phases: provisional rows get 1, 2, …; the final row ``2**32``; restatement *k*
+  ``(k + 1) * 2**32``. A final row therefore outranks any provisional row in a
+  ReplacingMergeTree(version), also when a recovery replays provisional rows with other counts, and
+  the same sequence of calls reproduces the same versions.
+
+State is plain and bounded: final buckets are evicted once their interval ended more than the
+restatement horizon before the watermark; ``snapshot``/``restore`` round-trip it for Bytewax.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from stitchboard.contributions import ContributionKey, Delta
+from stitchboard.intervals import interval_of
+from stitchboard.rows import IntervalRow, IntervalStatus, RestatementRow
+from stitchboard.settings import TenantSettings, TimingSettings
+from stitchboard.watermark import TenantWatermark
+
+BucketKey = tuple[int, str, str, datetime]  # (interval minutes, queue, channel, interval start UTC)
+FINAL_VERSION = 1 << 32
+SNAPSHOT_FORMAT = 1
+
+
+def restated_version(restatement_seq: int) -> int:
+    """Version of the ``restated`` row of restatement ``restatement_seq`` (1, 2, …)."""
+    return (restatement_seq + 1) * FINAL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Flushed:
+    """What one flush publishes; ``dropped`` are deltas beyond the restatement horizon."""
+
+    provisional: list[IntervalRow] = field(default_factory=list)
+    final: list[IntervalRow] = field(default_factory=list)
+    restated: list[IntervalRow] = field(default_factory=list)
+    restatements: list[RestatementRow] = field(default_factory=list)
+    dropped: list[Delta] = field(default_factory=list)
+
+    @property
+    def interval_rows(self) -> list[IntervalRow]:
+        return [*self.provisional, *self.final, *self.restated]
+
+
+@dataclass(slots=True)
+class _Bucket:
+    end: datetime
+    figures: list[int] | None  # open: current figures; final: corrected figures awaiting restatement
+    provisional_rows: int = 0
+    emitted: bool = False
+    published: tuple[int, ...] | None = None  # the final row's figures; None while open
+    last: tuple[int, ...] | None = None  # figures of the last final/restated row
+    restatements: int = 0
+    reasons: set[str] = field(default_factory=set)
+
+
+class IntervalBook:
+    """Interval figures of ONE tenant, for every configured interval length."""
+
+    def __init__(
+        self,
+        tenant: str,
+        tenant_settings: TenantSettings,
+        timing: TimingSettings,
+        metric_names: tuple[str, ...],
+    ) -> None:
+        if len(set(metric_names)) != len(metric_names):
+            raise ValueError("metric names must be unique")
+        self.tenant = tenant
+        self._zone = tenant_settings.zone()
+        self._lengths = tuple(timing.interval_minutes)
+        self._lateness = timing.allowed_lateness
+        self._horizon = timedelta(days=timing.restatement_horizon_days)
+        if self._horizon <= self._lateness:
+            raise ValueError("the restatement horizon must exceed the allowed lateness")
+        self._provisional_every = timedelta(seconds=timing.provisional_every_seconds)
+        self._metric_names = tuple(metric_names)
+        self._index = {name: i for i, name in enumerate(self._metric_names)}
+        self._watermark = TenantWatermark.from_timing(timing)
+        self._buckets: dict[BucketKey, _Bucket] = {}
+        self._open: list[tuple[datetime, BucketKey]] = []  # heap by interval end
+        self._closed: list[tuple[datetime, BucketKey]] = []  # heap by interval end
+        self._dirty: dict[BucketKey, None] = {}  # ordered set: open buckets changed since last row
+        self._pending: dict[BucketKey, None] = {}  # ordered set: final buckets with corrections
+        self._dropped: list[Delta] = []
+        self._dropped_total = 0
+        self._last_provisional_at: datetime | None = None
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return self._metric_names
+
+    @property
+    def watermark(self) -> datetime | None:
+        return self._watermark.value
+
+    @property
+    def dropped_beyond_horizon(self) -> int:
+        """Deltas dropped because their instant was older than the restatement horizon."""
+        return self._dropped_total
+
+    @property
+    def bucket_count(self) -> int:
+        return len(self._buckets)
+
+    @property
+    def open_bucket_count(self) -> int:
+        return len(self._open)
+
+    def observe(self, event_time: datetime, now: datetime) -> None:
+        """Feed an event time (seen at system time ``now``) to the tenant watermark."""
+        self._watermark.observe(event_time, now)
+
+    def apply(self, delta: Delta) -> None:
+        """Add ``delta`` to the bucket of every interval length that contains its instant."""
+        if delta.tenant != self.tenant:
+            raise ValueError(f"delta for tenant {delta.tenant!r} given to the book of {self.tenant!r}")
+        index = self._index.get(delta.key.metric)
+        if index is None:
+            raise ValueError(f"unknown metric {delta.key.metric!r}")
+        if delta.value == 0:
+            return
+        cutoff = self._cutoff()
+        if cutoff is not None and delta.key.at < cutoff:
+            self._dropped.append(delta)
+            self._dropped_total += 1
+            return
+        for minutes in self._lengths:
+            interval = interval_of(delta.key.at, self._zone, minutes)
+            key = (minutes, delta.key.queue, delta.key.channel, interval.start)
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = _Bucket(end=interval.end, figures=[0] * len(self._metric_names))
+                self._buckets[key] = bucket
+                heapq.heappush(self._open, (interval.end, key))
+            if bucket.published is None:
+                assert bucket.figures is not None
+                bucket.figures[index] += delta.value
+                self._dirty[key] = None
+            else:
+                if bucket.figures is None:
+                    assert bucket.last is not None
+                    bucket.figures = list(bucket.last)
+                bucket.figures[index] += delta.value
+                bucket.reasons.add(delta.reason)
+                self._pending[key] = None
+
+    def flush(self, now: datetime) -> Flushed:
+        """Finalise what the watermark allows, publish provisional changes and restatements, evict."""
+        watermark = self._watermark.advance(now)
+        final = [] if watermark is None else self._finalise(watermark - self._lateness)
+        provisional: list[IntervalRow] = []
+        last = self._last_provisional_at
+        if self._dirty and (last is None or now - last >= self._provisional_every):
+            provisional = self._provisional_rows()
+            self._last_provisional_at = now
+        restated, restatements = self._restate(now)
+        self.evict()
+        return Flushed(provisional, final, restated, restatements, self._take_dropped())
+
+    def drain(self, now: datetime) -> Flushed:
+        """End of input (bounded replay): finalise every open bucket and publish pending corrections."""
+        self._watermark.advance(now)
+        final = self._finalise(None)
+        restated, restatements = self._restate(now)
+        return Flushed([], final, restated, restatements, self._take_dropped())
+
+    def evict(self) -> int:
+        """Forget final buckets whose interval ended more than the horizon before the watermark."""
+        cutoff = self._cutoff()
+        if cutoff is None:
+            return 0
+        evicted = 0
+        kept: list[tuple[datetime, BucketKey]] = []
+        while self._closed and self._closed[0][0] <= cutoff:
+            item = heapq.heappop(self._closed)
+            if item[1] in self._pending:  # publish the correction first; never lose it silently
+                kept.append(item)
+                continue
+            del self._buckets[item[1]]
+            evicted += 1
+        for item in kept:
+            heapq.heappush(self._closed, item)
+        return evicted
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data (tuples, ints, strings, datetimes) for Bytewax recovery snapshots."""
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "tenant": self.tenant,
+            "metric_names": self._metric_names,
+            "watermark": self._watermark.snapshot(),
+            "buckets": [
+                (
+                    *key,
+                    b.end,
+                    None if b.figures is None else tuple(b.figures),
+                    b.provisional_rows,
+                    b.emitted,
+                    b.published,
+                    b.last,
+                    b.restatements,
+                    tuple(sorted(b.reasons)),
+                )
+                for key, b in self._buckets.items()
+            ],
+            "dirty": list(self._dirty),
+            "pending": list(self._pending),
+            "dropped": [
+                (d.key.queue, d.key.channel, d.key.metric, d.key.at, d.value, d.reason) for d in self._dropped
+            ],
+            "dropped_total": self._dropped_total,
+            "last_provisional_at": self._last_provisional_at,
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        tenant: str,
+        tenant_settings: TenantSettings,
+        timing: TimingSettings,
+        metric_names: tuple[str, ...],
+        state: dict[str, Any],
+    ) -> IntervalBook:
+        """Rebuild a book from ``snapshot()``; figures are re-aligned by name if the catalogue changed."""
+        if state.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"unsupported interval book snapshot format {state.get('format')!r}")
+        if state["tenant"] != tenant:
+            raise ValueError(f"snapshot of tenant {state['tenant']!r} restored as {tenant!r}")
+        book = cls(tenant, tenant_settings, timing, metric_names)
+        old_index = {name: i for i, name in enumerate(state["metric_names"])}
+
+        def align(values: tuple[int, ...] | None) -> tuple[int, ...] | None:
+            if values is None:
+                return None
+            return tuple(values[old_index[n]] if n in old_index else 0 for n in book._metric_names)
+
+        book._watermark.restore(state["watermark"])
+        for row in state["buckets"]:
+            minutes, queue, channel, start, end, figures, prov, emitted, published, last, seq, reasons = row
+            key: BucketKey = (minutes, queue, channel, start)
+            aligned = align(figures)
+            book._buckets[key] = _Bucket(
+                end=end,
+                figures=None if aligned is None else list(aligned),
+                provisional_rows=prov,
+                emitted=emitted,
+                published=align(published),
+                last=align(last),
+                restatements=seq,
+                reasons=set(reasons),
+            )
+            (book._open if published is None else book._closed).append((end, key))
+        heapq.heapify(book._open)
+        heapq.heapify(book._closed)
+        book._dirty = dict.fromkeys(tuple(k) for k in state["dirty"])
+        book._pending = dict.fromkeys(tuple(k) for k in state["pending"])
+        book._dropped = [
+            Delta(tenant, ContributionKey(queue, channel, metric, at), value, reason)
+            for queue, channel, metric, at, value, reason in state["dropped"]
+        ]
+        book._dropped_total = state["dropped_total"]
+        book._last_provisional_at = state["last_provisional_at"]
+        return book
+
+    def _cutoff(self) -> datetime | None:
+        watermark = self._watermark.value
+        return None if watermark is None else watermark - self._horizon
+
+    def _take_dropped(self) -> list[Delta]:
+        dropped, self._dropped = self._dropped, []
+        return dropped
+
+    def _finalise(self, ended_by: datetime | None) -> list[IntervalRow]:
+        """Publish open buckets whose interval ended by ``ended_by`` (all of them when ``None``)."""
+        rows: list[IntervalRow] = []
+        while self._open and (ended_by is None or self._open[0][0] <= ended_by):
+            end, key = heapq.heappop(self._open)
+            bucket = self._buckets[key]
+            self._dirty.pop(key, None)
+            assert bucket.figures is not None
+            figures = tuple(bucket.figures)
+            if not bucket.emitted and not any(figures):
+                del self._buckets[key]
+                continue
+            bucket.published = bucket.last = figures
+            bucket.figures = None
+            bucket.emitted = True
+            heapq.heappush(self._closed, (end, key))
+            rows.append(self._row(key, "final", FINAL_VERSION, figures))
+        return rows
+
+    def _provisional_rows(self) -> list[IntervalRow]:
+        rows: list[IntervalRow] = []
+        for key in self._dirty:
+            bucket = self._buckets[key]
+            assert bucket.figures is not None
+            figures = tuple(bucket.figures)
+            if not bucket.emitted and not any(figures):
+                continue
+            bucket.provisional_rows += 1
+            bucket.emitted = True
+            rows.append(self._row(key, "provisional", bucket.provisional_rows, figures))
+        self._dirty.clear()
+        return rows
+
+    def _restate(self, now: datetime) -> tuple[list[IntervalRow], list[RestatementRow]]:
+        restated: list[IntervalRow] = []
+        restatements: list[RestatementRow] = []
+        watermark = self._watermark.value or now
+        for key in self._pending:
+            bucket = self._buckets[key]
+            assert bucket.figures is not None and bucket.last is not None and bucket.published is not None
+            corrected, previous, published = tuple(bucket.figures), bucket.last, bucket.published
+            reason = ",".join(sorted(bucket.reasons))
+            bucket.figures = None
+            bucket.reasons = set()
+            if corrected == previous:
+                continue
+            bucket.restatements += 1
+            bucket.last = corrected
+            row = self._row(key, "restated", restated_version(bucket.restatements), corrected)
+            restated.append(row)
+            restatements.extend(
+                RestatementRow(
+                    tenant=self.tenant,
+                    queue=row.queue,
+                    channel=row.channel,
+                    interval_minutes=row.interval_minutes,
+                    interval_start=row.interval_start,
+                    time_zone=row.time_zone,
+                    metric=name,
+                    published=published[i],
+                    previous=previous[i],
+                    corrected=corrected[i],
+                    delta=corrected[i] - previous[i],
+                    reason=reason,
+                    restatement_seq=bucket.restatements,
+                    watermark=watermark,
+                    restated_at=now,
+                )
+                for i, name in enumerate(self._metric_names)
+                if corrected[i] != previous[i]
+            )
+        self._pending.clear()
+        return restated, restatements
+
+    def _row(
+        self, key: BucketKey, status: IntervalStatus, version: int, figures: tuple[int, ...]
+    ) -> IntervalRow:
+        minutes, queue, channel, start = key
+        interval = interval_of(start, self._zone, minutes)
+        return IntervalRow(
+            tenant=self.tenant,
+            queue=queue,
+            channel=channel,
+            interval_minutes=minutes,
+            interval_start=interval.start,
+            interval_end=interval.end,
+            local_start=interval.local_start_iso,
+            local_date=interval.local_date,
+            time_zone=interval.time_zone,
+            status=status,
+            version=version,
+            metrics=dict(zip(self._metric_names, figures, strict=True)),
+        )

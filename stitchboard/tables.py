@@ -1,0 +1,247 @@
+"""ClickHouse DDL: the one place tables are defined; interval metric columns come from the catalogue.
+
+Every table is a ReplacingMergeTree keyed with ``tenant`` first, so at-least-once writes (replays
+after a crash) de-duplicate and per-tenant reads touch one primary-key range. Read with ``FINAL``.
+Regenerate ``schemas/clickhouse.sql`` with ``python -m stitchboard.tables > schemas/clickhouse.sql``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from stitchboard.metrics import CATALOGUE
+
+DEFAULT_DATABASE = "stitchboard"
+
+TIME = "DateTime64(3, 'UTC')"
+LOW = "LowCardinality(String)"
+METRIC_TYPE = "Int64"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str
+    comment: str = ""
+    default: str = ""
+
+    def sql(self) -> str:
+        default = f" DEFAULT {self.default}" if self.default else ""
+        comment = f" COMMENT {quote(self.comment)}" if self.comment else ""
+        return f"`{self.name}` {self.type}{default}{comment}"
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    comment: str
+    columns: tuple[Column, ...]
+    engine: str
+    order_by: tuple[str, ...]
+    partition_by: str
+
+    def create(self, database: str) -> str:
+        body = ",\n".join(f"    {column.sql()}" for column in self.columns)
+        return (
+            f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}`\n(\n{body}\n)\n"
+            f"ENGINE = {self.engine}\n"
+            f"PARTITION BY {self.partition_by}\n"
+            f"ORDER BY ({', '.join(self.order_by)})\n"
+            f"COMMENT {quote(self.comment)}"
+        )
+
+
+def quote(text: str) -> str:
+    """A ClickHouse single-quoted string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def metric_columns() -> tuple[Column, ...]:
+    """One Int64 column per catalogue metric, in catalogue order (0 when the metric has no figure)."""
+    return tuple(
+        Column(metric.name, METRIC_TYPE, f"{metric.description} [{metric.unit}]", default="0")
+        for metric in CATALOGUE
+    )
+
+
+_INTERVAL_KEY = ("tenant", "interval_minutes", "interval_start", "queue", "channel")
+
+_INTERVAL_COLUMNS = (
+    Column("tenant", LOW),
+    Column("queue", LOW, "queue; '' for conversation-scope figures of contacts that never queued"),
+    Column("channel", LOW),
+    Column("interval_minutes", "UInt16", "15, 30, 60 or 1440 (the tenant's local calendar day)"),
+    Column("interval_start", TIME, "UTC instant the interval starts"),
+    Column("interval_end", TIME, "UTC instant the interval ends (23/25 h for a daily interval on a DST day)"),
+    Column("local_start", "String", "ISO wall time with offset in the tenant's zone"),
+    Column("local_date", "Date", "the tenant's local calendar date of interval_start"),
+    Column("time_zone", LOW, "IANA zone the interval was cut in"),
+    Column("status", LOW, "provisional | final | restated"),
+    Column("version", "UInt64", "strictly increasing per interval; replays reproduce it"),
+)
+
+
+@cache
+def tables() -> tuple[Table, ...]:
+    """Every table, built from the metric catalogue."""
+    metrics = metric_columns()
+    return (
+        Table(
+            name="conversations",
+            comment="Current state of each stitched conversation; highest version wins",
+            columns=(
+                Column("tenant", LOW),
+                Column("conversation_id", "String"),
+                Column("version", "UInt64"),
+                Column("status", LOW, "open | ended"),
+                Column("channel", LOW),
+                Column("direction", LOW),
+                Column("started_at", TIME),
+                Column("ended_at", f"Nullable({TIME})"),
+                Column("first_queue", LOW),
+                Column("last_queue", LOW),
+                Column("queues", f"Array({LOW})"),
+                Column("agents", "Array(String)"),
+                Column("legs", "UInt32"),
+                Column("transfers", "UInt32"),
+                Column("answered", "Bool"),
+                Column("abandoned", "Bool"),
+                Column("ivr_outcome", LOW),
+                Column("wait_ms", "Int64"),
+                Column("talk_ms", "Int64"),
+                Column("hold_ms", "Int64"),
+                Column("acw_ms", "Int64"),
+                Column("handle_ms", "Int64"),
+                Column("wrapup_code", LOW),
+                Column("qa_score", "Nullable(Int32)"),
+                Column("reopened", "UInt32"),
+                Column("intent", LOW),
+                Column("customer_keys", "Array(String)"),
+                Column("updated_at", TIME),
+            ),
+            engine="ReplacingMergeTree(version)",
+            order_by=("tenant", "conversation_id"),
+            partition_by="toYYYYMM(started_at)",
+        ),
+        Table(
+            name="interval_metrics",
+            comment="Current figures per interval (provisional, final or restated); highest version wins",
+            columns=_INTERVAL_COLUMNS + metrics,
+            engine="ReplacingMergeTree(version)",
+            order_by=_INTERVAL_KEY,
+            partition_by="toYYYYMM(interval_start)",
+        ),
+        Table(
+            name="interval_published",
+            comment="Immutable as-published final figures; a replayed final row de-duplicates",
+            columns=_INTERVAL_COLUMNS + metrics,
+            engine="ReplacingMergeTree",
+            order_by=_INTERVAL_KEY,
+            partition_by="toYYYYMM(interval_start)",
+        ),
+        Table(
+            name="interval_restatements",
+            comment="Dated log of changes to final figures: published, previous, corrected, delta, reason",
+            columns=(
+                Column("tenant", LOW),
+                Column("queue", LOW),
+                Column("channel", LOW),
+                Column("interval_minutes", "UInt16"),
+                Column("interval_start", TIME),
+                Column("time_zone", LOW),
+                Column("metric", LOW),
+                Column("published", "Int64", "the figure in the final row"),
+                Column("previous", "Int64", "the figure before this restatement"),
+                Column("corrected", "Int64"),
+                Column("delta", "Int64", "corrected - previous"),
+                Column("reason", "String"),
+                Column("restatement_seq", "UInt32", "1, 2, ... per interval; replays reproduce it"),
+                Column("watermark", TIME, "event-time watermark when restated"),
+                Column("restated_at", TIME, "wall-clock time when restated"),
+            ),
+            engine="ReplacingMergeTree",
+            order_by=(*_INTERVAL_KEY, "metric", "restatement_seq"),
+            partition_by="toYYYYMM(interval_start)",
+        ),
+        Table(
+            name="dead_letters",
+            comment="Rejected input with its reason and original bytes",
+            columns=(
+                Column("reason", LOW, "machine-readable class, e.g. invalid_json, schema"),
+                Column("detail", "String"),
+                Column("raw", "String", "the original bytes, untouched"),
+                Column("tenant", LOW),
+                Column("source", LOW),
+                Column("origin", "String", "topic/partition/offset or file:line"),
+                Column("received_at", TIME),
+            ),
+            engine="ReplacingMergeTree",
+            order_by=("tenant", "reason", "origin", "cityHash64(raw)"),
+            partition_by="toYYYYMM(received_at)",
+        ),
+        Table(
+            name="agent_states",
+            comment="Agent state changes, for occupancy",
+            columns=(
+                Column("tenant", LOW),
+                Column("agent", "String"),
+                Column("state", LOW),
+                Column("at", TIME),
+                Column("event_id", "String"),
+            ),
+            engine="ReplacingMergeTree",
+            order_by=("tenant", "agent", "at", "event_id"),
+            partition_by="toYYYYMM(at)",
+        ),
+    )
+
+
+def table(name: str) -> Table:
+    by_name = {candidate.name: candidate for candidate in tables()}
+    if name not in by_name:
+        raise KeyError(f"unknown table {name!r}")
+    return by_name[name]
+
+
+def columns(name: str) -> list[str]:
+    """Column names of a table in DDL order: the order the sink builds insert tuples in."""
+    return [column.name for column in table(name).columns]
+
+
+def metric_column_names(name: str) -> list[str]:
+    """The catalogue metric columns of a table (empty for tables without per-metric columns)."""
+    metrics = set(metric_columns())
+    return [column.name for column in table(name).columns if column in metrics]
+
+
+def column_types(name: str) -> list[str]:
+    """ClickHouse type names in DDL order, so inserts need no DESCRIBE round trip."""
+    return [column.type for column in table(name).columns]
+
+
+def ddl(database: str = DEFAULT_DATABASE) -> list[str]:
+    """Idempotent statements creating the database and every table."""
+    return [f"CREATE DATABASE IF NOT EXISTS `{database}`"] + [t.create(database) for t in tables()]
+
+
+def migrations(database: str = DEFAULT_DATABASE) -> list[str]:
+    """Idempotent ALTERs adding metric columns that joined the catalogue after a table was created."""
+    metrics = set(metric_columns())
+    statements = []
+    for candidate in tables():
+        added = [column for column in candidate.columns if column in metrics]
+        if added:
+            clauses = ",\n".join(f"    ADD COLUMN IF NOT EXISTS {column.sql()}" for column in added)
+            statements.append(f"ALTER TABLE `{database}`.`{candidate.name}`\n{clauses}")
+    return statements
+
+
+def script(database: str = DEFAULT_DATABASE) -> str:
+    """The DDL as one SQL script (the content of ``schemas/clickhouse.sql``)."""
+    header = "-- Generated by `python -m stitchboard.tables > schemas/clickhouse.sql`; do not edit.\n\n"
+    return header + "".join(f"{statement};\n\n" for statement in ddl(database)).rstrip("\n") + "\n"
+
+
+if __name__ == "__main__":
+    print(script(), end="")

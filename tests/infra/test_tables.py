@@ -1,0 +1,74 @@
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+from clickhouse_connect.driver.client import Client
+
+from sinks.clickhouse import init_db
+from stitchboard import tables
+from stitchboard.deadletters import DeadLetter
+from stitchboard.metrics import CATALOGUE
+from stitchboard.rows import ConversationRow, IntervalRow, RestatementRow
+
+REPO = Path(__file__).resolve().parents[2]
+METRICS = [metric.name for metric in CATALOGUE]
+
+
+def _field_names(row_type: type) -> list[str]:
+    return [field.name for field in dataclasses.fields(row_type)]
+
+
+def test_ddl_applies_twice_and_matches_columns(chdb_client: Client, fresh_database: str) -> None:
+    init_db(chdb_client, fresh_database)
+    init_db(chdb_client, fresh_database)
+    created = chdb_client.query(
+        "SELECT table, groupArray(name) FROM (SELECT table, name FROM system.columns"
+        " WHERE database = {db:String} ORDER BY table, position) GROUP BY table ORDER BY table",
+        parameters={"db": fresh_database},
+    ).result_rows
+    assert dict(created) == {t.name: tables.columns(t.name) for t in tables.tables()}
+
+
+def test_schema_file_is_in_sync() -> None:
+    assert (REPO / "schemas" / "clickhouse.sql").read_text(encoding="utf-8") == tables.script()
+
+
+def test_module_main_prints_the_script() -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "stitchboard.tables"], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+    assert printed == tables.script()
+
+
+def test_columns_mirror_row_types_and_catalogue() -> None:
+    assert tables.columns("conversations") == _field_names(ConversationRow)
+    interval_fields = [name for name in _field_names(IntervalRow) if name != "metrics"]
+    assert tables.columns("interval_metrics") == interval_fields + METRICS
+    assert tables.columns("interval_published") == interval_fields + METRICS
+    assert tables.columns("interval_restatements") == _field_names(RestatementRow)
+    assert sorted(tables.columns("dead_letters")) == sorted(_field_names(DeadLetter))
+
+
+def test_every_table_is_keyed_by_tenant_first() -> None:
+    assert {t.name: t.order_by[0] for t in tables.tables()} == {t.name: "tenant" for t in tables.tables()}
+
+
+def test_migration_adds_a_metric_column_missing_from_an_older_table(
+    chdb_client: Client, fresh_database: str
+) -> None:
+    newest = METRICS[-1]
+    chdb_client.command(f"ALTER TABLE `{fresh_database}`.interval_metrics DROP COLUMN `{newest}`")
+    assert newest not in _table_columns(chdb_client, fresh_database, "interval_metrics")
+    init_db(chdb_client, fresh_database)
+    assert _table_columns(chdb_client, fresh_database, "interval_metrics")[-1] == newest
+
+
+def _table_columns(client: Client, database: str, table: str) -> list[str]:
+    return list(
+        client.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}"
+            " ORDER BY position",
+            parameters={"db": database, "t": table},
+        ).result_columns[0]
+    )
