@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS `stitchboard`.`conversations`
     `updated_at` DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(version)
-PARTITION BY toYYYYMM(started_at)
+PARTITION BY tuple()
 ORDER BY (tenant, conversation_id)
 COMMENT 'Current state of each stitched conversation; highest version wins';
 
@@ -54,17 +54,17 @@ CREATE TABLE IF NOT EXISTS `stitchboard`.`interval_metrics`
     `offered` Int64 DEFAULT 0 COMMENT '1 per leg that entered a queue. [count]',
     `answered` Int64 DEFAULT 0 COMMENT '1 per leg connected to an agent. [count]',
     `answered_in_sl` Int64 DEFAULT 0 COMMENT '1 if the answer wait ≤ the queue\'s service-level threshold. [count]',
-    `answer_wait_ms` Int64 DEFAULT 0 COMMENT 'answered − queued, per answered leg. [ms]',
+    `answer_wait_ms` Int64 DEFAULT 0 COMMENT 'answered - queued, per answered leg. [ms]',
     `abandoned` Int64 DEFAULT 0 COMMENT '1 per leg the customer left unanswered (short included). [count]',
     `abandoned_short` Int64 DEFAULT 0 COMMENT '1 if the abandon wait < the short-abandon threshold (default 10 s). [count]',
     `abandoned_in_sl` Int64 DEFAULT 0 COMMENT '1 if the abandon wait ≤ the service-level threshold. [count]',
-    `abandon_wait_ms` Int64 DEFAULT 0 COMMENT 'abandoned − queued, per abandoned leg. [ms]',
+    `abandon_wait_ms` Int64 DEFAULT 0 COMMENT 'abandoned - queued, per abandoned leg. [ms]',
     `transferred_out` Int64 DEFAULT 0 COMMENT '1 if the agent leg ended by a transfer. [count]',
     `handled` Int64 DEFAULT 0 COMMENT '1 per answered leg whose handling ended (talk ended, and ACW ended or absent). [count]',
-    `talk_ms` Int64 DEFAULT 0 COMMENT 'talk end − answered − hold. [ms]',
+    `talk_ms` Int64 DEFAULT 0 COMMENT 'talk end - answered - hold. [ms]',
     `hold_ms` Int64 DEFAULT 0 COMMENT 'Sum of the leg\'s holds. [ms]',
     `holds` Int64 DEFAULT 0 COMMENT 'Number of holds on the leg. [count]',
-    `acw_ms` Int64 DEFAULT 0 COMMENT 'acw_end − acw_start. [ms]',
+    `acw_ms` Int64 DEFAULT 0 COMMENT 'acw_end - acw_start. [ms]',
     `handle_ms` Int64 DEFAULT 0 COMMENT 'talk + hold + acw. [ms]',
     `qa_scored` Int64 DEFAULT 0 COMMENT '1 when the leg has a QA score. [count]',
     `qa_score_sum` Int64 DEFAULT 0 COMMENT 'The leg\'s QA score (0..100). [score]',
@@ -98,17 +98,17 @@ CREATE TABLE IF NOT EXISTS `stitchboard`.`interval_published`
     `offered` Int64 DEFAULT 0 COMMENT '1 per leg that entered a queue. [count]',
     `answered` Int64 DEFAULT 0 COMMENT '1 per leg connected to an agent. [count]',
     `answered_in_sl` Int64 DEFAULT 0 COMMENT '1 if the answer wait ≤ the queue\'s service-level threshold. [count]',
-    `answer_wait_ms` Int64 DEFAULT 0 COMMENT 'answered − queued, per answered leg. [ms]',
+    `answer_wait_ms` Int64 DEFAULT 0 COMMENT 'answered - queued, per answered leg. [ms]',
     `abandoned` Int64 DEFAULT 0 COMMENT '1 per leg the customer left unanswered (short included). [count]',
     `abandoned_short` Int64 DEFAULT 0 COMMENT '1 if the abandon wait < the short-abandon threshold (default 10 s). [count]',
     `abandoned_in_sl` Int64 DEFAULT 0 COMMENT '1 if the abandon wait ≤ the service-level threshold. [count]',
-    `abandon_wait_ms` Int64 DEFAULT 0 COMMENT 'abandoned − queued, per abandoned leg. [ms]',
+    `abandon_wait_ms` Int64 DEFAULT 0 COMMENT 'abandoned - queued, per abandoned leg. [ms]',
     `transferred_out` Int64 DEFAULT 0 COMMENT '1 if the agent leg ended by a transfer. [count]',
     `handled` Int64 DEFAULT 0 COMMENT '1 per answered leg whose handling ended (talk ended, and ACW ended or absent). [count]',
-    `talk_ms` Int64 DEFAULT 0 COMMENT 'talk end − answered − hold. [ms]',
+    `talk_ms` Int64 DEFAULT 0 COMMENT 'talk end - answered - hold. [ms]',
     `hold_ms` Int64 DEFAULT 0 COMMENT 'Sum of the leg\'s holds. [ms]',
     `holds` Int64 DEFAULT 0 COMMENT 'Number of holds on the leg. [count]',
-    `acw_ms` Int64 DEFAULT 0 COMMENT 'acw_end − acw_start. [ms]',
+    `acw_ms` Int64 DEFAULT 0 COMMENT 'acw_end - acw_start. [ms]',
     `handle_ms` Int64 DEFAULT 0 COMMENT 'talk + hold + acw. [ms]',
     `qa_scored` Int64 DEFAULT 0 COMMENT '1 when the leg has a QA score. [count]',
     `qa_score_sum` Int64 DEFAULT 0 COMMENT 'The leg\'s QA score (0..100). [score]',
