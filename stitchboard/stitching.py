@@ -374,6 +374,9 @@ class ConversationState:
         if self._base is None:
             self._base = moment
         value = event.attributes.get(_VALUE_ATTRIBUTE.get(event.event_type, ""))
+        if event.event_type is EventType.HOLD and isinstance(value, int):
+            count = event.attributes.get("count", 1)
+            value = (value, count if isinstance(count, int) and not isinstance(count, bool) else 1)
         extra = None
         customer_keys = tuple(event.customer.keys())
         if event.intent is not None or customer_keys:
@@ -590,9 +593,9 @@ def _apply_to_leg(
         if leg.answered_at is None:
             leg.abandoned_at = leg.abandoned_at or at
     elif kind is EventType.HOLD:
-        if isinstance(value, int) and not isinstance(value, bool):
-            leg.hold_ms += max(0, value)
-            leg.holds += 1
+        if isinstance(value, tuple):  # a total reported by the source: (duration_ms, number of holds)
+            leg.hold_ms += max(0, value[0])
+            leg.holds += max(0, value[1])
         elif leg.hold_open_at is None and leg.talk_end is None:
             leg.hold_open_at = at
             leg.holds += 1

@@ -365,3 +365,22 @@ def test_state_is_small_and_survives_pickling() -> None:
     assert restored.emitted() == state.emitted() == contributions(state.conversation(), TENANT)
     late = event(E.QA_SCORE_SET, 900, conversation=conversation, leg=second, score=60, event_id="qa")
     assert [d.value for d in stitch(restored, late, TENANT).deltas] == [60, 1]
+
+
+def test_reported_hold_totals_carry_their_count() -> None:
+    """Connect-style sources report only totals: one hold event with duration and number of holds."""
+    events = [
+        event(E.QUEUED, 0, leg="l1", queue="sales"),
+        event(E.ANSWERED, 5, leg="l1", queue="sales", agent="ann"),
+        event(E.HOLD, 5, leg="l1", duration_ms=45_000, count=3),
+        event(E.DISCONNECTED, 200),
+    ]
+    state: ConversationState | None = None
+    for item in events:
+        state = stitch(state, item, TENANT).state
+    assert state is not None
+    leg = state.conversation().legs[0]
+    assert (leg.holds, leg.hold_ms) == (3, 45_000)
+    figures = contributions(state.conversation(), TENANT)
+    assert sum(v for k, v in figures.items() if k.metric == "holds") == 3
+    assert sum(v for k, v in figures.items() if k.metric == "talk_ms") == 195_000 - 45_000

@@ -1,0 +1,607 @@
+"""Scenario objects → the envelope records a real platform would deliver, with their delivery times.
+
+Each shape is rendered the way its platform reports: a Genesys detail record when the conversation
+ends and again whenever it changes (after-call work ends, wrap-up entered or corrected, evaluation
+done, customer writes back); one Connect contact record per leg when the leg's work is done, re-sent
+when its attributes are updated; a webhook per concern (contact, queue visit, missed call, agent
+handling) at the moment that concern completes. A record rendered "as of" a delivery time contains
+only what was known then, so re-deliveries exercise the mutation rules of docs/architecture.md.
+Vocabularies are the adapters' own tables reversed, so renderer and adapter cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from stitchboard.adapters import connect, genesys, webhook
+from stitchboard.adapters.envelope import stable_id
+from stitchboard.events import Channel, Direction
+from stitchboard.synthetic.scenario import SimAgentState, SimConversation, SimLeg
+
+Delivery = tuple[datetime, bytes]
+
+GENESYS_MEDIA = {channel: name for name, channel in genesys.MEDIA_TYPES.items()}
+GENESYS_PRESENCE = {state: name for name, state in genesys.PRESENCES.items()}
+CONNECT_CHANNEL = {channel: key for key, channel in connect.SUBTYPES.items() if key[1] != "connect:WebRTC"}
+CONNECT_MESSAGING_SUBTYPE = "connect:SMS"
+WEBHOOK_MEDIA = {channel: name for name, channel in webhook.MEDIA.items()}
+CONNECT_ACCOUNT = "111122223333"
+CONNECT_INSTANCE_ARN = f"arn:aws:connect:eu-west-2:{CONNECT_ACCOUNT}:instance/5f0c2a44-stitchboard"
+
+
+def render_conversation(conv: SimConversation) -> list[Delivery]:
+    """All deliveries for one conversation in its shape, in delivery-time order."""
+    renderers: dict[str, Callable[[SimConversation], list[Delivery]]] = {
+        "genesys": _render_genesys,
+        "connect": _render_connect,
+        "webhook": _render_webhook,
+    }
+    return sorted(renderers[conv.shape](conv), key=lambda delivery: delivery[0])
+
+
+def render_agent_state(s: SimAgentState) -> list[Delivery]:
+    """One presence change in its shape (Genesys notification, Connect agent event, webhook)."""
+    if s.shape == "genesys":
+        payload: dict[str, Any] = {
+            "topicName": f"v2.users.{s.agent}.presence",
+            "version": "2",
+            "eventBody": {
+                "source": "PURECLOUD",
+                "presenceDefinition": {
+                    "id": stable_id("presence", s.state),
+                    "systemPresence": _presence(s.state),
+                },
+                "modifiedDate": _genesys_time(s.at),
+            },
+            "metadata": {"CorrelationId": stable_id(s.tenant, s.agent, s.at.isoformat())},
+        }
+        return [_envelope(s.tenant, "genesys", s.at, payload)]
+    if s.shape == "connect":
+        agent_arn = f"{CONNECT_INSTANCE_ARN}/agent/{s.agent}"
+        payload = {
+            "AWSAccountId": CONNECT_ACCOUNT,
+            "AgentARN": agent_arn,
+            "EventId": stable_id(s.tenant, s.agent, s.at.isoformat(), s.state),
+            "EventTimestamp": _plain_time(s.at),
+            "EventType": "STATE_CHANGE",
+            "InstanceARN": CONNECT_INSTANCE_ARN,
+            "Version": "2019-05-25",
+            "Tags": {"tenant": s.tenant},
+            "CurrentAgentSnapshot": {
+                "AgentStatus": {
+                    "ARN": f"{CONNECT_INSTANCE_ARN}/agent-state/{s.state}",
+                    "Name": s.state.replace("_", " ").title(),
+                    "StartTimestamp": _plain_time(s.at),
+                },
+                "Configuration": {"Username": s.agent, "RoutingProfile": {"Name": "Default"}},
+                "Contacts": [],
+            },
+        }
+        return [_envelope(s.tenant, "connect_agent", s.at, payload)]
+    payload = {
+        "event": "agent.status",
+        "id": stable_id(s.tenant, "agent.status", s.agent, s.at.isoformat()),
+        "tenant": s.tenant,
+        "agent": s.agent,
+        "status": s.state,
+        "changed_at": _plain_time(s.at),
+    }
+    return [_envelope(s.tenant, "webhook", s.at, payload)]
+
+
+def _envelope(tenant: str, source: str, at: datetime, payload: dict[str, Any]) -> Delivery:
+    document = {"tenant": tenant, "source": source, "received_at": _plain_time(at), "payload": payload}
+    return at, orjson.dumps(document)
+
+
+def _genesys_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _plain_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _presence(state: str) -> str:
+    try:
+        return GENESYS_PRESENCE[state]
+    except KeyError:
+        raise ValueError(f"agent state {state!r} has no Genesys system presence") from None
+
+
+def _deliveries(first: datetime, later: Iterable[datetime | None]) -> list[datetime]:
+    """The first delivery plus every later moment at which the record changes."""
+    return sorted({first} | {moment for moment in later if moment is not None and moment > first})
+
+
+def _known(moment: datetime | None, at: datetime) -> bool:
+    return moment is not None and moment <= at
+
+
+def _wrapup_as_of(leg: SimLeg, at: datetime) -> tuple[str, datetime] | None:
+    if _known(leg.wrapup_changed_at, at) and leg.wrapup_changed_to is not None:
+        assert leg.wrapup_changed_at is not None
+        return leg.wrapup_changed_to, leg.wrapup_changed_at
+    if _known(leg.wrapup_set_at, at) and leg.wrapup_code is not None:
+        assert leg.wrapup_set_at is not None
+        return leg.wrapup_code, leg.wrapup_set_at
+    return None
+
+
+def _qa_as_of(leg: SimLeg, at: datetime) -> tuple[int, datetime] | None:
+    if leg.qa_score is not None and _known(leg.qa_scored_at, at):
+        assert leg.qa_scored_at is not None
+        return leg.qa_score, leg.qa_scored_at
+    return None
+
+
+def _leg_updates(leg: SimLeg) -> list[datetime | None]:
+    return [leg.acw_end, leg.wrapup_set_at, leg.wrapup_changed_at, leg.qa_scored_at]
+
+
+def _hold_ms(leg: SimLeg) -> int:
+    return sum(int((hold.end - hold.start).total_seconds() * 1000) for hold in leg.holds)
+
+
+def _seconds(start: datetime, end: datetime) -> int:
+    return int((end - start).total_seconds())
+
+
+# --- Genesys ---------------------------------------------------------------------------------------
+
+
+def _render_genesys(conv: SimConversation) -> list[Delivery]:
+    updates = [moment for leg in conv.legs for moment in _leg_updates(leg)] + list(conv.reopened_at)
+    return [
+        _envelope(conv.tenant, "genesys", at, _genesys_record(conv, at))
+        for at in _deliveries(conv.ended_at, updates)
+    ]
+
+
+def _genesys_record(conv: SimConversation, at: datetime) -> dict[str, Any]:
+    media = GENESYS_MEDIA[conv.channel]
+    participants = [_genesys_customer(conv, media, at)]
+    if conv.ivr_steps or conv.ivr_outcome is not None:
+        participants.append(_genesys_ivr(conv, media))
+    for leg in conv.legs:
+        participants.append(_genesys_acd(leg, media))
+    for leg in conv.legs:
+        if leg.outcome == "answered":
+            participants.append(_genesys_agent(conv, leg, media, at))
+    evaluations = [
+        {
+            "evaluationId": f"{leg.leg_id}-evaluation",
+            "evaluatorId": "qa-team",
+            "userId": leg.agent,
+            "queueId": leg.queue,
+            "contextId": leg.leg_id,
+            "formName": "Standard QA",
+            "eventTime": _genesys_time(qa[1]),
+            "oTotalScore": qa[0],
+            "rescored": False,
+            "deleted": False,
+        }
+        for leg in conv.legs
+        if (qa := _qa_as_of(leg, at)) is not None
+    ]
+    record: dict[str, Any] = {
+        "conversationId": conv.conversation_id,
+        "conversationStart": _genesys_time(conv.started_at),
+        "conversationEnd": _genesys_time(conv.ended_at),
+        "originatingDirection": conv.direction.value,
+        "organizationId": conv.tenant,
+        "divisionIds": ["00000000-0000-0000-0000-000000000000"],
+        "participants": participants,
+    }
+    if evaluations:
+        record["evaluations"] = evaluations
+    return record
+
+
+def _genesys_customer(conv: SimConversation, media: str, at: datetime) -> dict[str, Any]:
+    session: dict[str, Any] = {
+        "sessionId": f"{conv.conversation_id}-customer-0",
+        "mediaType": media,
+        "direction": conv.direction.value,
+        "segments": [
+            {
+                "segmentType": "interact",
+                "segmentStart": _genesys_time(conv.started_at),
+                "segmentEnd": _genesys_time(conv.ended_at),
+                "disconnectType": "endpoint",
+            }
+        ],
+    }
+    if conv.customer.phone_hash is not None:
+        session["ani"] = conv.customer.phone_hash
+    if conv.customer.email_hash is not None:
+        session["addressFrom"] = conv.customer.email_hash
+    reopens = [
+        {
+            "sessionId": f"{conv.conversation_id}-customer-{index}",
+            "mediaType": media,
+            "direction": "inbound",
+            "segments": [
+                {
+                    "segmentType": "interact",
+                    "segmentStart": _genesys_time(moment),
+                    "segmentEnd": _genesys_time(moment),
+                    "disconnectType": "endpoint",
+                }
+            ],
+        }
+        for index, moment in enumerate(sorted(conv.reopened_at), start=1)
+        if moment <= at
+    ]
+    participant: dict[str, Any] = {
+        "participantId": f"{conv.conversation_id}-customer",
+        "purpose": "external" if conv.direction is Direction.OUTBOUND else "customer",
+        "participantName": "Customer",
+        "sessions": [session, *reopens],
+    }
+    if conv.customer.account_hash is not None:
+        participant["externalContactId"] = conv.customer.account_hash
+    attributes = {
+        key: value
+        for key, value in (("intent", conv.intent), ("cookieHash", conv.customer.cookie_hash))
+        if value is not None
+    }
+    if attributes:
+        participant["attributes"] = attributes
+    return participant
+
+
+def _genesys_ivr(conv: SimConversation, media: str) -> dict[str, Any]:
+    ended = conv.legs[0].entered_at if conv.legs else conv.ended_at
+    how = "transfer" if conv.legs else "endpoint" if conv.ivr_outcome == "contained" else "peer"
+    outcomes = [
+        {
+            "flowOutcome": node,
+            "flowOutcomeId": stable_id("outcome", node),
+            "flowOutcomeValue": "SUCCESS",
+            "flowOutcomeStartTimestamp": _genesys_time(moment),
+            "flowOutcomeEndTimestamp": _genesys_time(moment),
+        }
+        for node, moment in conv.ivr_steps
+    ]
+    return {
+        "participantId": f"{conv.conversation_id}-ivr",
+        "purpose": "ivr",
+        "participantName": "Main IVR",
+        "sessions": [
+            {
+                "sessionId": f"{conv.conversation_id}-ivr-0",
+                "mediaType": media,
+                "flow": {
+                    "flowId": stable_id("flow", "main"),
+                    "flowName": "Main IVR",
+                    "flowType": "inboundcall",
+                    "exitReason": "TRANSFER" if conv.legs else "DISCONNECT",
+                    "outcomes": outcomes,
+                },
+                "segments": [
+                    {
+                        "segmentType": "ivr",
+                        "segmentStart": _genesys_time(conv.started_at),
+                        "segmentEnd": _genesys_time(ended),
+                        "disconnectType": how,
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _genesys_acd(leg: SimLeg, media: str) -> dict[str, Any]:
+    return {
+        "participantId": leg.leg_id,
+        "purpose": "acd",
+        "participantName": leg.queue,
+        "sessions": [
+            {
+                "sessionId": f"{leg.leg_id}-acd-0",
+                "mediaType": media,
+                "segments": [
+                    {
+                        "segmentType": "interact",
+                        "queueId": leg.queue,
+                        "segmentStart": _genesys_time(leg.entered_at),
+                        "segmentEnd": _genesys_time(leg.left_at),
+                        "disconnectType": "transfer" if leg.outcome == "answered" else "peer",
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _genesys_agent(conv: SimConversation, leg: SimLeg, media: str, at: datetime) -> dict[str, Any]:
+    segments: list[dict[str, Any]] = []
+    talk_from = leg.left_at
+    for hold in sorted(leg.holds, key=lambda h: h.start):
+        segments.append(_genesys_segment("interact", talk_from, hold.start, leg.queue))
+        segments.append(_genesys_segment("hold", hold.start, hold.end, leg.queue))
+        talk_from = hold.end
+    last_talk = _genesys_segment("interact", talk_from, leg.ended_at, leg.queue)
+    if leg.ended_at is not None:
+        last_talk["disconnectType"] = {"blind": "transfer", "consult": "transfer.consult", None: "peer"}[
+            leg.transfer
+        ]
+    segments.append(last_talk)
+    wrapup = _wrapup_as_of(leg, at)
+    if leg.acw_end is not None and leg.ended_at is not None:
+        acw = _genesys_segment("wrapup", leg.ended_at, leg.acw_end if leg.acw_end <= at else None, leg.queue)
+        if wrapup is not None:
+            acw["wrapUpCode"] = wrapup[0]
+        segments.append(acw)
+    participant: dict[str, Any] = {
+        "participantId": f"{leg.leg_id}-agent",
+        "purpose": "agent",
+        "userId": leg.agent,
+        "participantName": leg.agent,
+        "sessions": [{"sessionId": f"{leg.leg_id}-agent-0", "mediaType": media, "segments": segments}],
+    }
+    if wrapup is not None:
+        participant["wrapup"] = {"code": wrapup[0], "endTime": _genesys_time(wrapup[1])}
+    return participant
+
+
+def _genesys_segment(kind: str, start: datetime, end: datetime | None, queue: str) -> dict[str, Any]:
+    segment: dict[str, Any] = {"segmentType": kind, "queueId": queue, "segmentStart": _genesys_time(start)}
+    if end is not None:
+        segment["segmentEnd"] = _genesys_time(end)
+    return segment
+
+
+# --- Amazon Connect --------------------------------------------------------------------------------
+
+
+def _render_connect(conv: SimConversation) -> list[Delivery]:
+    if not conv.legs:
+        payload = _connect_record(conv, None, 0, conv.ended_at)
+        return [_envelope(conv.tenant, "connect", conv.ended_at, payload)]
+    deliveries = []
+    for index, leg in enumerate(conv.legs):
+        last = index == len(conv.legs) - 1
+        done = max(m for m in (_connect_disconnect(conv, index), leg.acw_end) if m is not None)
+        updates = _leg_updates(leg) + (list(conv.reopened_at) if last else [])
+        for at in _deliveries(done, updates):
+            deliveries.append(_envelope(conv.tenant, "connect", at, _connect_record(conv, leg, index, at)))
+    return deliveries
+
+
+def _connect_contact_id(conv: SimConversation, index: int) -> str:
+    return conv.conversation_id if index == 0 else conv.legs[index].leg_id
+
+
+def _connect_disconnect(conv: SimConversation, index: int) -> datetime:
+    leg = conv.legs[index]
+    if leg.transfer is not None and leg.ended_at is not None:
+        return leg.ended_at
+    if index == len(conv.legs) - 1:
+        return conv.ended_at
+    return leg.ended_at or leg.left_at
+
+
+def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: datetime) -> dict[str, Any]:
+    channel, subtype = CONNECT_CHANNEL[conv.channel]
+    if index > 0:
+        method = "TRANSFER"
+    elif conv.channel is Channel.CALLBACK:
+        method = "CALLBACK"
+    elif conv.direction is Direction.OUTBOUND:
+        method = "OUTBOUND"
+    elif conv.channel is Channel.WEB_FORM:
+        method = "API"
+    else:
+        method = "INBOUND"
+    initiated = conv.started_at
+    if index > 0 and leg is not None:
+        initiated = conv.legs[index - 1].ended_at or leg.entered_at
+    disconnected = _connect_disconnect(conv, index) if leg is not None else conv.ended_at
+    record: dict[str, Any] = {
+        "AWSAccountId": CONNECT_ACCOUNT,
+        "AWSContactTraceRecordFormatVersion": "2017-03-10",
+        "InstanceARN": CONNECT_INSTANCE_ARN,
+        "ContactId": _connect_contact_id(conv, index),
+        "InitialContactId": conv.conversation_id if index > 0 else None,
+        "PreviousContactId": _connect_contact_id(conv, index - 1) if index > 0 else None,
+        "Channel": channel,
+        "InitiationMethod": method,
+        "InitiationTimestamp": _plain_time(initiated),
+        "DisconnectTimestamp": _plain_time(disconnected),
+        "DisconnectReason": _connect_disconnect_reason(conv, leg),
+        "LastUpdateTimestamp": _plain_time(at),
+        "SegmentAttributes": {"connect:Subtype": {"ValueString": subtype}},
+        "Tags": {"tenant": conv.tenant},
+        "Attributes": _connect_attributes(conv, leg, index, at),
+        "Queue": None,
+        "Agent": None,
+        "TransferCompletedTimestamp": None,
+        "TransferredToEndpoint": None,
+    }
+    endpoint = _connect_endpoint(conv)
+    if endpoint is not None:
+        record["CustomerEndpoint"] = endpoint
+    if leg is None:
+        return record
+    record["Queue"] = {
+        "ARN": f"{CONNECT_INSTANCE_ARN}/queue/{leg.queue}",
+        "Name": leg.queue,
+        "EnqueueTimestamp": _plain_time(leg.entered_at),
+        "DequeueTimestamp": _plain_time(leg.left_at),
+        "Duration": _seconds(leg.entered_at, leg.left_at),
+    }
+    if leg.outcome == "answered" and leg.ended_at is not None:
+        hold_ms = _hold_ms(leg)
+        agent: dict[str, Any] = {
+            "ARN": f"{CONNECT_INSTANCE_ARN}/agent/{leg.agent}",
+            "Username": leg.agent,
+            "ConnectedToAgentTimestamp": _plain_time(leg.left_at),
+            "AgentInteractionDuration": _seconds(leg.left_at, leg.ended_at) - hold_ms // 1000,
+            "CustomerHoldDuration": hold_ms // 1000,
+            "NumberOfHolds": len(leg.holds),
+            "LongestHoldDuration": max((_seconds(h.start, h.end) for h in leg.holds), default=0),
+        }
+        if leg.acw_end is not None:
+            agent["AfterContactWorkStartTimestamp"] = _plain_time(leg.ended_at)
+            agent["AfterContactWorkEndTimestamp"] = _plain_time(leg.acw_end)
+            agent["AfterContactWorkDuration"] = _seconds(leg.ended_at, leg.acw_end)
+        record["Agent"] = agent
+    if leg.transfer is not None and leg.ended_at is not None:
+        record["TransferCompletedTimestamp"] = _plain_time(leg.ended_at)
+    return record
+
+
+def _connect_disconnect_reason(conv: SimConversation, leg: SimLeg | None) -> str:
+    if leg is None:
+        return "CONTACT_FLOW_DISCONNECT" if conv.ivr_outcome == "contained" else "CUSTOMER_DISCONNECT"
+    return "AGENT_DISCONNECT" if leg.transfer is not None else "CUSTOMER_DISCONNECT"
+
+
+def _connect_endpoint(conv: SimConversation) -> dict[str, str] | None:
+    if conv.customer.phone_hash is not None:
+        return {"Type": "TELEPHONE_NUMBER", "Address": conv.customer.phone_hash}
+    if conv.customer.email_hash is not None:
+        return {"Type": "EMAIL_ADDRESS", "Address": conv.customer.email_hash}
+    return None
+
+
+def _connect_attributes(
+    conv: SimConversation, leg: SimLeg | None, index: int, at: datetime
+) -> dict[str, str]:
+    """Flow- and agent-app-set attributes; Connect copies them onto transferred contacts."""
+    values: dict[str, str | None] = {
+        "direction": conv.direction.value,
+        "intent": conv.intent,
+        "customerEmailHash": conv.customer.email_hash if conv.customer.phone_hash is not None else None,
+        "customerAccountHash": conv.customer.account_hash,
+        "customerCookieHash": conv.customer.cookie_hash,
+        "ivrSteps": "|".join(f"{node}@{_plain_time(moment)}" for node, moment in conv.ivr_steps) or None,
+    }
+    if leg is not None:
+        if leg.transfer is not None:
+            values["transferType"] = leg.transfer
+            if index + 1 < len(conv.legs):
+                values["transferQueue"] = conv.legs[index + 1].queue
+        wrapup = _wrapup_as_of(leg, at)
+        if wrapup is not None:
+            values["wrapupCode"], values["wrapupSetAt"] = wrapup[0], _plain_time(wrapup[1])
+        qa = _qa_as_of(leg, at)
+        if qa is not None:
+            values["qaScore"], values["qaScoredAt"] = str(qa[0]), _plain_time(qa[1])
+    if leg is None or index == len(conv.legs) - 1:
+        reopened = [_plain_time(moment) for moment in sorted(conv.reopened_at) if moment <= at]
+        values["reopenedAt"] = "|".join(reopened) or None
+    return {key: value for key, value in values.items() if value is not None}
+
+
+# --- Webhooks --------------------------------------------------------------------------------------
+
+
+def _render_webhook(conv: SimConversation) -> list[Delivery]:
+    media = WEBHOOK_MEDIA[conv.channel]
+    deliveries = [
+        _webhook(conv, f"contact.{media}", at, _webhook_contact(conv, at))
+        for at in _deliveries(conv.ended_at, conv.reopened_at)
+    ]
+    for index, leg in enumerate(conv.legs):
+        deliveries.append(_webhook(conv, f"queue.{media}", leg.left_at, _webhook_queue(leg)))
+        if leg.outcome == "abandoned" and conv.channel is Channel.VOICE:
+            missed = {
+                "leg_id": leg.leg_id,
+                "queue": leg.queue,
+                "queued_at": _plain_time(leg.entered_at),
+                "missed_at": _plain_time(leg.left_at),
+            }
+            deliveries.append(_webhook(conv, f"missed.{media}", leg.left_at, missed))
+        if leg.outcome == "answered" and leg.ended_at is not None:
+            done = leg.acw_end or leg.ended_at
+            for at in _deliveries(done, _leg_updates(leg)):
+                deliveries.append(_webhook(conv, f"agent.{media}", at, _webhook_agent(conv, leg, index, at)))
+    return deliveries
+
+
+def _webhook(conv: SimConversation, event: str, at: datetime, body: dict[str, Any]) -> Delivery:
+    payload = {
+        "event": event,
+        "id": stable_id(conv.tenant, event, conv.conversation_id, str(body.get("leg_id")), at.isoformat()),
+        "tenant": conv.tenant,
+        "conversation_id": conv.conversation_id,
+        "direction": conv.direction.value,
+        **body,
+    }
+    return _envelope(conv.tenant, "webhook", at, payload)
+
+
+def _webhook_contact(conv: SimConversation, at: datetime) -> dict[str, Any]:
+    if not conv.legs:
+        ended_in = "ivr"
+    elif conv.legs[-1].outcome == "abandoned":
+        ended_in = "queue"
+    else:
+        ended_in = "agent"
+    customer = {
+        key: value
+        for key, value in (
+            ("phone_hash", conv.customer.phone_hash),
+            ("email_hash", conv.customer.email_hash),
+            ("account_hash", conv.customer.account_hash),
+            ("cookie_hash", conv.customer.cookie_hash),
+        )
+        if value is not None
+    }
+    body: dict[str, Any] = {
+        "started_at": _plain_time(conv.started_at),
+        "ended_at": _plain_time(conv.ended_at),
+        "ended_in": ended_in,
+        "customer": customer,
+        "intent": conv.intent,
+        "reopened_at": [_plain_time(moment) for moment in sorted(conv.reopened_at) if moment <= at],
+    }
+    if conv.ivr_steps or conv.ivr_outcome is not None:
+        body["ivr"] = {
+            "steps": [{"node": node, "at": _plain_time(moment)} for node, moment in conv.ivr_steps],
+            "outcome": conv.ivr_outcome,
+        }
+    return body
+
+
+def _webhook_queue(leg: SimLeg) -> dict[str, Any]:
+    return {
+        "leg_id": leg.leg_id,
+        "queue": leg.queue,
+        "queued_at": _plain_time(leg.entered_at),
+        "outcome": leg.outcome,
+        "left_at": _plain_time(leg.left_at),
+        "agent": leg.agent if leg.outcome == "answered" else None,
+    }
+
+
+def _webhook_agent(conv: SimConversation, leg: SimLeg, index: int, at: datetime) -> dict[str, Any]:
+    assert leg.ended_at is not None
+    body: dict[str, Any] = {
+        "leg_id": leg.leg_id,
+        "queue": leg.queue,
+        "agent": leg.agent,
+        "answered_at": _plain_time(leg.left_at),
+        "holds": [{"start": _plain_time(h.start), "end": _plain_time(h.end)} for h in leg.holds],
+        "ended_at": _plain_time(leg.ended_at),
+        "end_reason": f"transfer_{leg.transfer}" if leg.transfer else "customer_disconnect",
+    }
+    if leg.transfer and index + 1 < len(conv.legs):
+        body["transfer_queue"] = conv.legs[index + 1].queue
+    if leg.acw_end is not None:
+        body["acw_started_at"] = _plain_time(leg.ended_at)
+        body["acw_ended_at"] = _plain_time(leg.acw_end)
+    wrapup = _wrapup_as_of(leg, at)
+    if wrapup is not None:
+        body["wrapup"] = {"code": wrapup[0], "set_at": _plain_time(wrapup[1])}
+    qa = _qa_as_of(leg, at)
+    if qa is not None:
+        body["qa"] = {"score": qa[0], "scored_at": _plain_time(qa[1])}
+    return body
