@@ -14,6 +14,7 @@ from clickhouse_connect.driver.client import Client
 
 from sinks.clickhouse import ClickHouseWriter
 from sinks.deadletters import KafkaDeadLetterProducer
+from stitchboard import telemetry
 from stitchboard.deadletters import DeadLetter
 from stitchboard.rows import AgentStateRow, ConversationRow, IntervalRow, RestatementRow
 from stitchboard.settings import ClickHouseSettings, KafkaSettings
@@ -38,6 +39,7 @@ def tables_for(row: PublishedRow) -> tuple[str, ...]:
 class _WriterPartition(StatefulSinkPartition[PublishedRow, None]):
     def __init__(self, writer: ClickHouseWriter) -> None:
         self._writer = writer
+        self._reported_retries = 0
 
     def write_batch(self, values: list[PublishedRow]) -> None:
         by_table: dict[str, list[PublishedRow]] = {}
@@ -47,9 +49,19 @@ class _WriterPartition(StatefulSinkPartition[PublishedRow, None]):
         for table, rows in by_table.items():
             self._writer.add(table, rows)
         self._writer.flush_if_due()
+        self._report()
+
+    def _report(self) -> None:
+        """Export the writer's counters (retries since the last report) to Prometheus."""
+        retries = self._writer.retries - self._reported_retries
+        if retries:
+            telemetry.SINK_RETRIES.inc(retries)
+            self._reported_retries = self._writer.retries
 
     def snapshot(self) -> None:
-        self._writer.flush()
+        with telemetry.SINK_BATCH_SECONDS.time():
+            self._writer.flush()
+        self._report()
 
     def close(self) -> None:
         self._writer.close()

@@ -1,0 +1,72 @@
+"""Raw envelope bytes → canonical events, or a dead letter saying precisely why not.
+
+``normalise`` is the only entry point the dataflow calls. It never raises: every way a record can
+be unusable (too big, not UTF-8, not JSON, too deeply nested, a bad envelope, an unknown source, a
+payload an adapter rejects) becomes a ``DeadLetter`` with a machine-readable reason, so nothing is
+dropped silently and one bad record never stops the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from stitchboard.adapters import connect, genesys, webhook
+from stitchboard.adapters.envelope import MAX_DEPTH, MAX_RAW_BYTES, nesting_depth_exceeds, parse_envelope
+from stitchboard.deadletters import AdapterError, DeadLetter
+from stitchboard.events import CanonicalEvent
+
+Adapter = Callable[[dict[str, Any], str, datetime], list[CanonicalEvent]]
+
+ADAPTERS: dict[str, Adapter] = {
+    "genesys": genesys.parse,
+    "connect": connect.parse,
+    "connect_agent": connect.parse_agent_event,
+    "webhook": webhook.parse,
+}
+
+__all__ = ["ADAPTERS", "normalise"]
+
+
+def normalise(
+    raw: bytes, origin: str = "", received_at: datetime | None = None
+) -> list[CanonicalEvent] | DeadLetter:
+    """Parse one envelope and run its source's adapter; any failure becomes a ``DeadLetter``."""
+    fallback = received_at if received_at is not None else datetime.now(UTC)
+    tenant = source = ""
+    try:
+        document = _decode(raw)
+        envelope = parse_envelope(document, fallback)
+        tenant, source, fallback = envelope.tenant, envelope.source, envelope.received_at
+        adapter = ADAPTERS.get(source)
+        if adapter is None:
+            raise AdapterError(
+                "unknown_source", f"envelope.source {source!r} is not one of {sorted(ADAPTERS)}"
+            )
+        return adapter(envelope.payload, tenant, envelope.received_at)
+    except AdapterError as exc:
+        return DeadLetter(exc.reason, exc.detail, raw, fallback, tenant, source, origin)
+    except Exception as exc:  # an adapter bug must not stop the stream; keep the record for replay
+        detail = f"{type(exc).__name__}: {exc}"
+        return DeadLetter("internal_error", detail, raw, fallback, tenant, source, origin)
+
+
+def _decode(raw: bytes) -> Any:
+    if len(raw) > MAX_RAW_BYTES:
+        raise AdapterError("too_large", f"record is {len(raw)} bytes, the limit is {MAX_RAW_BYTES}")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AdapterError("not_utf8", f"byte {exc.start} is not valid UTF-8") from exc
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc) or "recursion" in str(exc).lower():
+            raise AdapterError("too_deep", f"nesting exceeds orjson's limit (ours is {MAX_DEPTH})") from exc
+        raise AdapterError("invalid_json", f"not JSON: {exc}") from exc
+    if nesting_depth_exceeds(document):
+        raise AdapterError("too_deep", f"JSON nests deeper than {MAX_DEPTH} levels")
+    return document

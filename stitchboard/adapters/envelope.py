@@ -1,0 +1,230 @@
+"""The envelope every raw record arrives in, and the field readers all adapters share.
+
+Adapters read untrusted JSON; these readers turn every way a field can be wrong into an
+``AdapterError`` whose reason is the dead-letter class and whose detail names the field by its path,
+so a rejected record tells an operator exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from stitchboard.deadletters import AdapterError
+from stitchboard.events import (
+    EARLIEST_EVENT_TIME,
+    LATEST_EVENT_TIME,
+    CanonicalEvent,
+    Channel,
+    CustomerIds,
+    Direction,
+    EventType,
+)
+
+MAX_RAW_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+SOURCES = ("genesys", "connect", "connect_agent", "webhook")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    tenant: str
+    source: str
+    received_at: datetime
+    payload: dict[str, Any]
+
+
+def nesting_depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when containers nest deeper than ``limit``; iterative, so hostile input cannot recurse."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, dict | list))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
+    return False
+
+
+def parse_envelope(document: Any, fallback_received_at: datetime) -> Envelope:
+    """Validate the envelope fields; the envelope's own ``received_at`` wins over the transport's."""
+    if not isinstance(document, dict):
+        raise AdapterError("bad_envelope", f"envelope must be a JSON object, got {type(document).__name__}")
+    for name in ("tenant", "source"):
+        value = document.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise AdapterError("bad_envelope", f"envelope.{name} must be a non-empty string, got {value!r}")
+    payload = document.get("payload")
+    if not isinstance(payload, dict):
+        raise AdapterError("bad_envelope", "envelope.payload must be a JSON object")
+    received_at = fallback_received_at
+    if document.get("received_at") is not None:
+        try:
+            received_at = parse_time(document["received_at"], "envelope.received_at")
+        except AdapterError as exc:
+            raise AdapterError("bad_envelope", exc.detail) from exc
+    return Envelope(document["tenant"].strip(), document["source"].strip(), received_at, payload)
+
+
+def parse_time(value: Any, where: str) -> datetime:
+    """An ISO-8601 instant with a zone, inside 2000..2100, as a UTC datetime."""
+    if not isinstance(value, str):
+        raise AdapterError("schema", f"{where} must be an ISO-8601 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise AdapterError("bad_timestamp", f"{where} is not an ISO-8601 timestamp: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise AdapterError("bad_timestamp", f"{where} has no time zone: {value!r}")
+    parsed = parsed.astimezone(UTC)
+    if not EARLIEST_EVENT_TIME <= parsed < LATEST_EVENT_TIME:
+        raise AdapterError("bad_timestamp", f"{where} is outside 2000..2100: {value!r}")
+    return parsed
+
+
+def check_order(start: datetime, end: datetime | None, where: str) -> None:
+    if end is not None and end < start:
+        raise AdapterError("bad_timestamp", f"{where} ends before it starts")
+
+
+def millis(moment: datetime) -> int:
+    """Epoch milliseconds: the sequence of a mutable fact is the time it was last set."""
+    return int(moment.timestamp() * 1000)
+
+
+class Fields:
+    """Typed access to one JSON object, reporting problems with the object's path."""
+
+    __slots__ = ("data", "where")
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise AdapterError("schema", f"{where} must be an object, got {type(data).__name__}")
+        self.data: dict[str, Any] = data
+        self.where = where
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}"
+
+    def _get(self, key: str, kind: type | tuple[type, ...], kind_name: str, required: bool) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise AdapterError("missing_field", f"{self.path(key)} is missing")
+            return None
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise AdapterError("schema", f"{self.path(key)} must be {kind_name}, got {type(value).__name__}")
+        return value
+
+    def text(self, key: str, required: bool = True) -> Any:
+        value = self._get(key, str, "a string", required)
+        if value is not None and not value.strip():
+            if required:
+                raise AdapterError("missing_field", f"{self.path(key)} is empty")
+            return None
+        return value
+
+    def integer(self, key: str, required: bool = True) -> Any:
+        return self._get(key, int, "an integer", required)
+
+    def number(self, key: str, required: bool = True) -> Any:
+        return self._get(key, (int, float), "a number", required)
+
+    def time(self, key: str, required: bool = True) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise AdapterError("missing_field", f"{self.path(key)} is missing")
+            return None
+        return parse_time(value, self.path(key))
+
+    def obj(self, key: str, required: bool = True) -> Fields | None:
+        value = self._get(key, dict, "an object", required)
+        return None if value is None else Fields(value, self.path(key))
+
+    def objects(self, key: str, required: bool = True) -> list[Fields]:
+        value = self._get(key, list, "an array", required)
+        return [Fields(item, f"{self.path(key)}[{i}]") for i, item in enumerate(value or [])]
+
+
+def choose(mapping: dict[str, Any], value: str, reason: str, where: str) -> Any:
+    """Explicit vocabulary mapping: an unmapped value is rejected, never guessed."""
+    try:
+        return mapping[value]
+    except KeyError:
+        raise AdapterError(reason, f"{where} has unknown value {value!r}") from None
+
+
+def check_tenant(claimed: str | None, tenant: str, where: str) -> None:
+    if claimed is not None and claimed != tenant:
+        raise AdapterError("tenant_mismatch", f"{where} names tenant {claimed!r}, envelope says {tenant!r}")
+
+
+def stable_id(*parts: str | int) -> str:
+    """Deterministic event id from the semantic key of an event, so re-deliveries collide."""
+    return hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=16).hexdigest()
+
+
+@dataclass(slots=True)
+class EventBuilder:
+    """Builds the events of one record: the record-wide fields are set once."""
+
+    tenant: str
+    source: str
+    ingest_time: datetime
+    channel: Channel
+    direction: Direction = Direction.INBOUND
+    conversation_id: str | None = None
+    customer: CustomerIds = field(default_factory=CustomerIds)
+    intent: str | None = None
+    events: list[CanonicalEvent] = field(default_factory=list)
+
+    def emit(
+        self,
+        event_type: EventType,
+        at: datetime,
+        key: tuple[str | int, ...],
+        *,
+        leg_id: str | None = None,
+        queue: str | None = None,
+        agent: str | None = None,
+        attributes: dict[str, str | int | float | bool | None] | None = None,
+        sequence: int = 0,
+    ) -> None:
+        """Add one event; its id hashes tenant, conversation (or agent), type and ``key``."""
+        owner = self.conversation_id if self.conversation_id is not None else f"agent:{agent}"
+        event_id = stable_id(self.tenant, self.source, owner, event_type.value, *key)
+        try:
+            event = CanonicalEvent(
+                tenant=self.tenant,
+                source=self.source,
+                event_id=event_id,
+                conversation_id=self.conversation_id,
+                leg_id=leg_id,
+                channel=self.channel,
+                direction=self.direction,
+                event_type=event_type,
+                event_time=at,
+                ingest_time=self.ingest_time,
+                queue=queue,
+                agent=agent,
+                customer=self.customer,
+                intent=self.intent,
+                attributes=attributes or {},
+                sequence=sequence,
+            )
+        except ValidationError as exc:
+            raise AdapterError("schema", describe_validation_error(exc, event_type.value)) from exc
+        self.events.append(event)
+
+
+def describe_validation_error(exc: ValidationError, context: str) -> str:
+    first = exc.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "event"
+    return f"{context}: field {location}: {first['msg']} ({exc.error_count()} error(s))"
