@@ -214,7 +214,9 @@ class IntervalStep(StatefulLogic[TenantFeed, list[Any], IntervalState]):
         if self._book is None:
             return [], StatefulLogic.RETAIN
         now = _now()
-        return self._publish(self._book.drain(now) if self._drain_at_eof else self._book.flush(now))
+        if self._drain_at_eof:
+            return self._publish(self._book.drain(now))
+        return self._publish(self._book.flush(now, all_provisional=True))
 
     def notify_at(self) -> datetime | None:
         return self._next_flush

@@ -167,13 +167,18 @@ class IntervalBook:
                 bucket.reasons.add(delta.reason)
                 self._pending[key] = None
 
-    def flush(self, now: datetime) -> Flushed:
-        """Finalise what the watermark allows, publish provisional changes and restatements, evict."""
+    def flush(self, now: datetime, *, all_provisional: bool = False) -> Flushed:
+        """Finalise what the watermark allows, publish provisional changes and restatements, evict.
+
+        Provisional rows are throttled to one batch per ``provisional_every_seconds`` unless
+        ``all_provisional`` (end of an input) asks for every pending change now.
+        """
         watermark = self._watermark.advance(now)
         final = [] if watermark is None else self._finalise(watermark - self._lateness)
         provisional: list[IntervalRow] = []
         last = self._last_provisional_at
-        if self._dirty and (last is None or now - last >= self._provisional_every):
+        due = all_provisional or last is None or now - last >= self._provisional_every
+        if self._dirty and due:
             provisional = self._provisional_rows()
             self._last_provisional_at = now
         restated, restatements = self._restate(now)
@@ -294,7 +299,11 @@ class IntervalBook:
         return dropped
 
     def _finalise(self, ended_by: datetime | None) -> list[IntervalRow]:
-        """Publish open buckets whose interval ended by ``ended_by`` (all of them when ``None``)."""
+        """Publish open buckets whose interval ended by ``ended_by`` (all of them when ``None``).
+
+        Every bucket that received a delta is published, even when its figures net to zero: whether
+        a provisional row went out first depends on system time, and what is final must not.
+        """
         rows: list[IntervalRow] = []
         while self._open and (ended_by is None or self._open[0][0] <= ended_by):
             end, key = heapq.heappop(self._open)
@@ -302,9 +311,6 @@ class IntervalBook:
             self._dirty.pop(key, None)
             assert bucket.figures is not None
             figures = tuple(bucket.figures)
-            if not bucket.emitted and not any(figures):
-                del self._buckets[key]
-                continue
             bucket.published = bucket.last = figures
             bucket.figures = None
             bucket.emitted = True

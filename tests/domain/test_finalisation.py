@@ -203,6 +203,17 @@ def test_provisional_rows_only_for_dirty_buckets_and_throttled() -> None:
     assert subject.flush(tick(5)).provisional == []
 
 
+def test_end_of_input_publishes_every_pending_provisional_change() -> None:
+    subject = book()
+    subject.apply(delta("offered", at(8, 20)))
+    assert len(subject.flush(NOW).provisional) == 4
+    subject.apply(delta("answered", at(8, 21)))
+    assert subject.flush(tick(0.1)).provisional == []  # throttled
+    rows = subject.flush(tick(0.2), all_provisional=True).provisional
+    assert len(rows) == 4
+    assert {r.metrics["answered"] for r in rows} == {1}
+
+
 def test_idle_tenant_still_finalises() -> None:
     subject = book()
     subject.apply(delta("offered", at(8, 20)))
@@ -222,18 +233,19 @@ def test_data_for_an_interval_nobody_saw_is_published_final_at_once() -> None:
     assert (out.provisional, out.restated, out.restatements) == ([], [], [])
 
 
-def test_empty_buckets_are_never_published_but_zeroed_provisional_ones_are() -> None:
+def test_buckets_netting_to_zero_are_published_final_whatever_went_out_provisionally() -> None:
+    """Finalisation must not depend on system-time throttling: every touched bucket is final, zeros too."""
     subject = book()
     subject.apply(delta("offered", at(8, 20)))
     subject.apply(delta("offered", at(8, 20), -1))
-    assert subject.flush(NOW).provisional == []
+    assert subject.flush(NOW).provisional == []  # nothing to show a wallboard yet
     subject.apply(delta("answered", at(9, 20)))
     assert len(subject.flush(tick(1)).provisional) == 4
     subject.apply(delta("answered", at(9, 20), -1))
     final = finalise_day(subject, tick(2)).final
-    assert sorted(r.interval_start for r in final if r.interval_minutes == 15) == [at(9, 15)]
+    assert sorted(r.interval_start for r in final if r.interval_minutes == 15) == [at(8, 15), at(9, 15)]
     assert all(set(r.metrics.values()) == {0} for r in final)
-    assert len(final) == 4
+    assert len(final) == 7  # 2 x (15, 30, 60) + the shared day
 
 
 def test_deltas_beyond_the_horizon_are_dropped_and_surfaced() -> None:
