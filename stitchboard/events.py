@@ -120,3 +120,17 @@ class CanonicalEvent(BaseModel):
         elif self.conversation_id is None:
             raise ValueError(f"{self.event_type.value} needs a conversation_id")
         return self
+
+
+def json_schema() -> dict[str, object]:
+    """The canonical event's JSON Schema (committed as schemas/canonical-event.schema.json)."""
+    schema = CanonicalEvent.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://stitchboard.dev/schemas/canonical-event.schema.json"
+    return schema
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
