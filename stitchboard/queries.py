@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from stitchboard.metrics import DERIVED
+
+DERIVED_BY_NAME = {derived.name: derived for derived in DERIVED}
+
 _WINDOW = (
     "WHERE tenant = {tenant:String} AND interval_minutes = {interval_minutes:UInt16}"
     " AND interval_start >= {start:DateTime64(3, 'UTC')} AND interval_start < {end:DateTime64(3, 'UTC')}"
@@ -25,21 +29,16 @@ AS_CORRECTED: Final = (
 AS_PUBLISHED: Final = f"SELECT * FROM {{db:Identifier}}.interval_published FINAL {_WINDOW} {_ORDER}"
 """Final figures exactly as first published: for reconciling with what was already reported."""
 
+_KPIS = ("service_level", "abandon_rate", "asa_ms", "aht_ms")
+
 QUEUE_KPIS: Final = (
-    "SELECT interval_start, queue,"
-    " sum(offered) AS offered_legs,"
-    " sum(answered_in_sl)"
-    " / nullIf(sum(answered) + sum(abandoned) - sum(abandoned_short), 0) AS service_level,"
-    " (sum(abandoned) - sum(abandoned_short))"
-    " / nullIf(sum(offered) - sum(abandoned_short), 0) AS abandon_rate,"
-    " sum(answer_wait_ms) / nullIf(sum(answered), 0) / 1000 AS asa_seconds,"
-    " sum(handle_ms) / nullIf(sum(handled), 0) / 1000 AS aht_seconds"
-    f" FROM {{db:Identifier}}.interval_metrics FINAL {_WINDOW} AND queue != ''"
+    "SELECT interval_start, queue, sum(offered) AS offered_legs, "
+    + ", ".join(f"{DERIVED_BY_NAME[name].aggregated()} AS {name}" for name in _KPIS)
+    + f" FROM {{db:Identifier}}.interval_metrics FINAL {_WINDOW} AND queue != ''"
     " GROUP BY interval_start, queue ORDER BY interval_start, queue"
 )
-"""Derived leg-scope figures per queue and interval (live view); ratios are NULL when undefined.
-
-Aliases must not reuse a column name: ClickHouse resolves aliases before columns."""
+"""Derived leg-scope figures per queue and interval (live view), straight from the metric catalogue's
+definitions (``stitchboard.metrics.DERIVED``); ratios are NULL when undefined."""
 
 RESTATEMENTS_SINCE: Final = (
     "SELECT * FROM {db:Identifier}.interval_restatements FINAL"

@@ -10,10 +10,11 @@ import json
 import tomllib
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 INTERVAL_MINUTES: tuple[int, ...] = (15, 30, 60, 1440)  # 1440 = the local calendar day
 
@@ -110,7 +111,21 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_file(cls, path: Path) -> Settings:
-        """Load a ``.toml`` or ``.json`` file; environment variables still override."""
+        """Load a ``.toml`` or ``.json`` file; ``STITCHBOARD_*`` environment variables override it.
+
+        (Keyword arguments would outrank the environment in pydantic-settings, so the file and the
+        environment are merged first, the environment winning key by key.)
+        """
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        return cls(**data)
+        return cls(**_merge(data, EnvSettingsSource(cls)()))
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

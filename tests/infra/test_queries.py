@@ -96,8 +96,8 @@ def test_queue_kpis(chdb_client: Client, fresh_database: str) -> None:
     writer.close()
     rows = chdb_client.query(queries.QUEUE_KPIS, parameters=window(fresh_database)).result_rows
     assert rows == [
-        (T0, "sales", 10, 3 / 8, 2 / 8, 10.0, 300.0),
-        (T0 + QUARTER, "sales", 1, None, 0.0, None, None),
+        (T0, "sales", 10, 3 / 8, 4 / 10, 10_000.0, 300_000.0),  # SL = in SL / (offered - short)
+        (T0 + QUARTER, "sales", 1, 0.0, 0.0, None, None),
     ]
 
 
