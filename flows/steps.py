@@ -119,7 +119,9 @@ class StitchStep(StatefulLogic[Numbered, Any, ConversationState]):
         self._settings = settings
         self._state = resume
         self._retention = timedelta(seconds=settings.timing.conversation_retention_seconds)
+        self._stale_after = timedelta(seconds=settings.timing.stale_conversation_seconds)
         self._evict_at: datetime | None = None
+        self._stale_at = _now() + self._stale_after
 
     def on_item(self, value: Numbered) -> tuple[list[Any], bool]:
         arrival, event = value
@@ -128,6 +130,7 @@ class StitchStep(StatefulLogic[Numbered, Any, ConversationState]):
         self._state = outcome.state
         telemetry.EVENTS.labels(outcome.result.value).inc()
         self._evict_at = now + self._retention
+        self._stale_at = now + self._stale_after
         out: list[Any] = [TenantFeed(event.tenant, arrival, event.event_time, outcome.deltas)]
         if outcome.dead_letter is not None:
             out.append(outcome.dead_letter)
@@ -136,9 +139,11 @@ class StitchStep(StatefulLogic[Numbered, Any, ConversationState]):
         return out, StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Any], bool]:
-        if self._state is None or self._state.conversation().ended:
+        """Quiet for the retention: forget it if it ended, or if it has been silent far too long."""
+        now = _now()
+        if self._state is None or self._state.conversation().ended or now >= self._stale_at:
             return [], StatefulLogic.DISCARD
-        self._evict_at = _now() + self._retention
+        self._evict_at = min(now + self._retention, self._stale_at)
         return [], StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:

@@ -59,7 +59,12 @@ class TimingSettings(BaseModel):
     allowed_lateness_seconds: int = Field(default=600, ge=0)
     idle_advance_seconds: int = Field(default=30, ge=1)
     provisional_every_seconds: float = Field(default=1.0, gt=0)
-    conversation_retention_seconds: int = Field(default=24 * 3600, ge=0)
+    conversation_retention_seconds: int = Field(
+        default=24 * 3600, ge=0
+    )  # after the last event of an ended one
+    stale_conversation_seconds: int = Field(
+        default=7 * 24 * 3600, ge=0
+    )  # silent this long: evicted even if open
     restatement_horizon_days: int = Field(default=35, ge=1)
     interval_minutes: tuple[int, ...] = INTERVAL_MINUTES
 
