@@ -13,6 +13,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
 from flows import steps
+from flows.journeys import wire_journeys
 from flows.sources import RawRecord
 from stitchboard.deadletters import DeadLetter
 from stitchboard.settings import Settings
@@ -54,7 +55,8 @@ def build_flow(
     interval_rows = op.flatten("interval_rows", op.key_rm("intervals_unkeyed", intervals))
 
     dead_letters = op.merge("dead_letters", accepted.falses, conversation_out.trues)
-    rows = op.merge("rows", conversation_out.falses, interval_rows, agent_rows, dead_letters)
+    journey_rows = wire_journeys(conversation_out.falses, settings)
+    rows = op.merge("rows", conversation_out.falses, interval_rows, agent_rows, dead_letters, journey_rows)
     op.output("clickhouse", op.key_on("to_clickhouse", rows, steps.sink_key), rows_sink)
     for index, sink in enumerate(dead_letter_sinks or []):
         op.output(f"dead_letter_out_{index}", dead_letters, sink)

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS `stitchboard`.`conversations`
     `reopened` UInt32,
     `intent` LowCardinality(String),
     `customer_keys` Array(String),
-    `updated_at` DateTime64(3, 'UTC')
+    `updated_at` DateTime64(3, 'UTC'),
+    `path` Array(String) COMMENT 'ordered steps (see stitchboard.paths)'
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY tuple()
@@ -148,6 +149,106 @@ ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(interval_start)
 ORDER BY (tenant, interval_minutes, interval_start, queue, channel, metric, restatement_seq)
 COMMENT 'Dated log of changes to final figures: published, previous, corrected, delta, reason';
+
+CREATE TABLE IF NOT EXISTS `stitchboard`.`engagements`
+(
+    `tenant` LowCardinality(String),
+    `engagement_id` String COMMENT 'id of its first conversation',
+    `customer_key` String COMMENT '\'\' when unlinked (no identifier)',
+    `intent` LowCardinality(String) COMMENT '\'\' when the contact had no intent (an engagement of its own)',
+    `first_conversation_id` String,
+    `last_conversation_id` String,
+    `conversation_ids` Array(String) COMMENT 'in start order',
+    `first_started_at` DateTime64(3, 'UTC'),
+    `last_started_at` DateTime64(3, 'UTC'),
+    `contacts` UInt32,
+    `repeat_contacts` UInt32 COMMENT 'contacts - 1',
+    `channels` Array(LowCardinality(String)) COMMENT 'channel of each contact, in start order',
+    `first_channel` LowCardinality(String),
+    `last_channel` LowCardinality(String),
+    `channel_switches` UInt32 COMMENT 'consecutive contacts on different channels',
+    `resolved` Bool COMMENT 'the last contact\'s final wrap-up code is a resolved one',
+    `fcr` Bool COMMENT 'first-contact resolution: one contact, resolved',
+    `status` LowCardinality(String) COMMENT 'provisional | final (the window has closed)',
+    `time_to_resolution_ms` Nullable(Int64) COMMENT 'first start to end of resolving contact',
+    `agents` Array(String) COMMENT 'agents involved, in order of first involvement',
+    `resolving_agent` String,
+    `last_wrapup_code` LowCardinality(String) COMMENT 'the solution: final wrap-up code of the last contact',
+    `window_end` DateTime64(3, 'UTC'),
+    `version` UInt64 COMMENT 'strictly increasing per tenant; replays reproduce it',
+    `deleted` UInt8 COMMENT '1 retracts the engagement id',
+    `updated_at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(version, deleted)
+PARTITION BY tuple()
+ORDER BY (tenant, engagement_id)
+COMMENT 'A customer\'s contacts about one intent within the window; highest version wins, deleted rows retract engagement ids that no longer exist';
+
+CREATE TABLE IF NOT EXISTS `stitchboard`.`customer_links`
+(
+    `tenant` LowCardinality(String),
+    `survivor_customer_key` String,
+    `absorbed_customer_key` String,
+    `via_identifiers` Array(String) COMMENT 'typed pseudonymous keys of the linking contact',
+    `conversation_id` String COMMENT 'the linking contact',
+    `at` DateTime64(3, 'UTC') COMMENT 'the linking contact\'s start',
+    `link_seq` UInt64 COMMENT '1, 2, ... per tenant; replays reproduce it',
+    `linked_at` DateTime64(3, 'UTC') COMMENT 'wall-clock time'
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (tenant, link_seq)
+COMMENT 'Identity merges: a contact linked two known customers';
+
+CREATE TABLE IF NOT EXISTS `stitchboard`.`engagement_restatements`
+(
+    `tenant` LowCardinality(String),
+    `engagement_id` String,
+    `customer_key` String,
+    `intent` LowCardinality(String),
+    `previous_engagement_ids` Array(String),
+    `previous_fcr` Int64,
+    `corrected_fcr` Int64,
+    `delta` Int64 COMMENT 'corrected_fcr - previous_fcr',
+    `previous_contacts` Int64,
+    `corrected_contacts` Int64,
+    `reason` LowCardinality(String) COMMENT 'identity_merge | late_change',
+    `restatement_seq` UInt64 COMMENT '1, 2, ... per tenant; replays reproduce it',
+    `watermark` Nullable(DateTime64(3, 'UTC')),
+    `restated_at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY tuple()
+ORDER BY (tenant, restatement_seq)
+COMMENT 'Dated changes to published first-contact resolution, with the reason';
+
+CREATE TABLE IF NOT EXISTS `stitchboard`.`conversation_paths`
+(
+    `tenant` LowCardinality(String),
+    `conversation_id` String,
+    `version` UInt64,
+    `channel` LowCardinality(String),
+    `intent` LowCardinality(String),
+    `started_at` DateTime64(3, 'UTC'),
+    `steps` Array(String) COMMENT 'kind:value steps, see stitchboard.paths',
+    `step_count` UInt32,
+    `first_step` String,
+    `last_step` String,
+    `self_service` Bool COMMENT 'started with IVR or bot steps',
+    `opted_out` Bool COMMENT 'left self-service for a queue',
+    `last_self_service_step` String COMMENT 'node where self-service ended',
+    `contained` Bool,
+    `transfers` UInt32,
+    `duration_ms` Nullable(Int64),
+    `long_duration` Bool,
+    `many_transfers` Bool,
+    `many_steps` Bool,
+    `frustrated` Bool COMMENT 'any frustration signal'
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY tuple()
+ORDER BY (tenant, conversation_id)
+COMMENT 'Ordered steps of each conversation, opt-out, containment and frustration signals';
 
 CREATE TABLE IF NOT EXISTS `stitchboard`.`dead_letters`
 (

@@ -1,31 +1,64 @@
 """Bytewax sink around ``ClickHouseWriter``: routes each published row to its table.
 
-Rows are buffered across batches for throughput but always flushed at ``snapshot()``, which Bytewax
-calls at every epoch end before it commits input offsets: a crash can replay rows (the tables
-de-duplicate) but can never lose one.
+Without recovery, rows are buffered across batches and flushed at every epoch end. With recovery,
+rows are written only once Bytewax has committed the epoch that produced them (``_StagedPartition``
+explains why), so a crash never leaves rows of an execution that recovery then abandoned.
 """
 
 from __future__ import annotations
 
+import logging
+import pickle
+import threading
+import uuid
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import ClickHouseWriter
+from sinks.clickhouse import ClickHouseWriter, Row, latest_versions, to_row
 from sinks.deadletters import KafkaDeadLetterProducer
+from sinks.recovery_store import RecoveryStore
 from stitchboard import telemetry
 from stitchboard.deadletters import DeadLetter
-from stitchboard.rows import AgentStateRow, ConversationRow, IntervalRow, RestatementRow
+from stitchboard.rows import (
+    AgentStateRow,
+    ConversationPathRow,
+    ConversationRow,
+    CustomerLinkRow,
+    EngagementRestatementRow,
+    EngagementRow,
+    IntervalRow,
+    RestatementRow,
+)
 from stitchboard.settings import ClickHouseSettings, KafkaSettings
 
-PublishedRow = ConversationRow | IntervalRow | RestatementRow | DeadLetter | AgentStateRow
+PublishedRow = (
+    ConversationRow
+    | IntervalRow
+    | RestatementRow
+    | DeadLetter
+    | AgentStateRow
+    | EngagementRow
+    | CustomerLinkRow
+    | EngagementRestatementRow
+    | ConversationPathRow
+)
+
+PART = "clickhouse"
+_log = logging.getLogger("stitchboard.sink")
 
 _TABLE_BY_TYPE: dict[type, str] = {
     ConversationRow: "conversations",
     RestatementRow: "interval_restatements",
     DeadLetter: "dead_letters",
     AgentStateRow: "agent_states",
+    EngagementRow: "engagements",
+    CustomerLinkRow: "customer_links",
+    EngagementRestatementRow: "engagement_restatements",
+    ConversationPathRow: "conversation_paths",
 }
 
 
@@ -36,58 +69,229 @@ def tables_for(row: PublishedRow) -> tuple[str, ...]:
     return (_TABLE_BY_TYPE[type(row)],)
 
 
+def _by_table(values: list[PublishedRow]) -> dict[str, list[PublishedRow]]:
+    by_table: dict[str, list[PublishedRow]] = {}
+    for row in values:
+        for table in tables_for(row):
+            by_table.setdefault(table, []).append(row)
+    return by_table
+
+
 class _WriterPartition(StatefulSinkPartition[PublishedRow, None]):
+    """Without recovery: buffered writes, flushed at every epoch end (nothing is ever replayed)."""
+
     def __init__(self, writer: ClickHouseWriter) -> None:
         self._writer = writer
-        self._reported_retries = 0
 
     def write_batch(self, values: list[PublishedRow]) -> None:
-        by_table: dict[str, list[PublishedRow]] = {}
-        for row in values:
-            for table in tables_for(row):
-                by_table.setdefault(table, []).append(row)
-        for table, rows in by_table.items():
+        for table, rows in _by_table(values).items():
             self._writer.add(table, rows)
         self._writer.flush_if_due()
-        self._report()
-
-    def _report(self) -> None:
-        """Export the writer's counters (retries since the last report) to Prometheus."""
-        retries = self._writer.retries - self._reported_retries
-        if retries:
-            telemetry.SINK_RETRIES.inc(retries)
-            self._reported_retries = self._writer.retries
 
     def snapshot(self) -> None:
-        with telemetry.SINK_BATCH_SECONDS.time():
-            self._writer.flush()
-        self._report()
+        self._writer.flush()
 
     def close(self) -> None:
         self._writer.close()
 
 
-class ClickHouseSink(FixedPartitionedSink[PublishedRow, None]):
-    """One partition: all rows of a worker set reach ClickHouse through one batching writer."""
+Staged = dict[int, dict[str, list[Row]]]  # sink epoch → table → column tuples
+SinkState = tuple[int, bytes, str]  # (sink epochs closed, pickled ``Staged`` not yet written, execution)
 
-    def __init__(self, client_factory: Callable[[], Client], settings: ClickHouseSettings) -> None:
+
+class _EpochRows:
+    """The rows of the open epoch, as column tuples; versioned tables keep only each key's latest."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list[Row]] = {}
+
+    def add(self, values: list[PublishedRow]) -> None:
+        for table, rows in _by_table(values).items():
+            self._rows.setdefault(table, []).extend(to_row(table, row) for row in rows)
+
+    def close(self) -> dict[str, list[Row]]:
+        return {table: latest_versions(table, rows) for table, rows in self._rows.items() if rows}
+
+
+class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
+    """With recovery: rows reach ClickHouse only once Bytewax has committed the epoch producing them.
+
+    After a crash Bytewax resumes from the last committed epoch and processes the rest of the input
+    again, possibly interleaving Kafka partitions differently, so the rows of an uncommitted epoch
+    may never be produced again (other restatement groupings, other provisional figures). Had they
+    been written, a later version of such a row, or a row of a bucket the resumed run never
+    touches, could outlive the resumed run's rows. So every epoch's rows are staged in this
+    partition's snapshot (durable with the epoch, in Bytewax's recovery store) and a background
+    thread writes each epoch as soon as the store shows it committed (a snapshot of this execution,
+    told apart by a random token, below the committed frontier). On resume the snapshot's
+    staged epochs are committed by definition and are written first (again, if they already were:
+    the same rows, which the ReplacingMergeTree tables absorb). ClickHouse thus holds exactly the
+    rows of one execution in which every record was processed once.
+
+    While ClickHouse is slow or down the thread retries with backoff holding the lock, so the
+    flow blocks in ``write_batch`` (back-pressure) with at most the uncommitted epochs buffered; when
+    retries are exhausted the error is raised in the flow, which stops, and recovery resumes it.
+    """
+
+    def __init__(
+        self,
+        writer: ClickHouseWriter,
+        commits: Callable[[], int | None],
+        resume_state: SinkState | None,
+        poll_seconds: float,
+        token: str,
+    ) -> None:
+        self._writer = writer
+        self._commits = commits
+        self._token = token
+        self._lock = threading.Lock()
+        self._epoch, staged, _ = resume_state if resume_state is not None else (0, pickle.dumps({}), "")
+        self._staged: Staged = pickle.loads(staged)
+        self._current = _EpochRows()
+        self._error: BaseException | None = None
+        self._write_epochs_up_to(self._epoch)  # a resumed snapshot's staged epochs are committed
+        self._stop = threading.Event()
+        self._poll_seconds = poll_seconds
+        self._thread = threading.Thread(target=self._promote_loop, name="clickhouse-promoter", daemon=True)
+        self._thread.start()
+
+    def _write_epochs_up_to(self, committed: int) -> None:
+        with self._lock:
+            for epoch in sorted(e for e in self._staged if e <= committed):
+                for table, rows in self._staged[epoch].items():
+                    self._writer.write(table, rows)
+                del self._staged[epoch]
+            telemetry.SINK_STAGED_ROWS.set(self._staged_rows())
+
+    def _staged_rows(self) -> int:
+        return sum(len(rows) for tables in self._staged.values() for rows in tables.values())
+
+    def _promote_loop(self) -> None:
+        while not self._stop.wait(self._poll_seconds):
+            if not self._staged:
+                continue
+            try:
+                committed = self._commits()
+                if committed is not None:
+                    self._write_epochs_up_to(committed)
+            except Exception as exc:  # surfaced in the flow by the next write_batch/snapshot
+                _log.exception("writing committed rows failed")
+                self._error = exc
+                return
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise RuntimeError("writing committed rows to ClickHouse failed") from self._error
+
+    def write_batch(self, values: list[PublishedRow]) -> None:
+        self._raise_pending()
+        with self._lock:
+            self._current.add(values)
+
+    def snapshot(self) -> SinkState:
+        self._raise_pending()
+        with self._lock:
+            self._epoch += 1
+            self._staged[self._epoch] = self._current.close()
+            self._current = _EpochRows()
+            telemetry.SINK_STAGED_ROWS.set(self._staged_rows())
+            return (self._epoch, pickle.dumps(self._staged, protocol=pickle.HIGHEST_PROTOCOL), self._token)
+
+    def close(self) -> None:
+        """End of input: the last epoch commits after this; ``ClickHouseSink.finish`` writes it."""
+        self._stop.set()
+        self._thread.join()
+        self._raise_pending()
+        committed = self._commits()
+        if committed is not None:
+            self._write_epochs_up_to(committed)
+
+
+class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
+    """One partition: all rows of a worker set reach ClickHouse through one batching writer.
+
+    With ``recovery_dir`` (the flow runs with Bytewax recovery) rows are staged per epoch and
+    written once committed (see ``_StagedPartition``); call ``finish()`` after the flow ended to
+    write the last epoch, which Bytewax commits only after the sink is closed.
+    """
+
+    def __init__(
+        self,
+        client_factory: Callable[[], Client],
+        settings: ClickHouseSettings,
+        *,
+        recovery_dir: Path | None = None,
+        backoff_seconds: float = 0.2,
+        poll_seconds: float = 0.2,
+    ) -> None:
         self._client_factory = client_factory
         self._settings = settings
+        self._recovery = RecoveryStore(recovery_dir) if recovery_dir is not None else None
+        self._backoff_seconds = backoff_seconds
+        self._poll_seconds = poll_seconds
+        self._step_id: str | None = None
+        self._token = uuid.uuid4().hex  # tells this execution's snapshots from abandoned ones
 
     def list_parts(self) -> list[str]:
-        return ["clickhouse"]
+        return [PART]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _WriterPartition:
+    def _writer(self) -> ClickHouseWriter:
         s = self._settings
-        writer = ClickHouseWriter(
+        return ClickHouseWriter(
             self._client_factory(),
             s.database,
             batch_rows=s.batch_rows,
             flush_seconds=s.flush_seconds,
             max_retries=s.max_retries,
             max_buffered_rows=s.max_buffered_rows,
+            backoff_seconds=self._backoff_seconds,
+            on_insert=telemetry.record_insert,
+            on_retry=telemetry.record_retry,
         )
-        return _WriterPartition(writer)
+
+    def _own_committed(self, step_id: str) -> SinkState | None:
+        """The committed snapshot of this execution's partition, if one is committed yet."""
+        assert self._recovery is not None
+        snapshot = self._recovery.committed_snapshot(step_id, PART)
+        if snapshot is None or snapshot.state[2] != self._token:
+            return None
+        return snapshot.state  # type: ignore[no-any-return]
+
+    def _committed_sink_epoch(self, step_id: str) -> int | None:
+        state = self._own_committed(step_id)
+        return None if state is None else state[0]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: SinkState | None
+    ) -> _WriterPartition | _StagedPartition:
+        self._step_id = step_id
+        if self._recovery is None:
+            return _WriterPartition(self._writer())
+        if resume_state is not None:
+            _log.info("sink resumed", extra={"sink_epoch": resume_state[0], "step_id": step_id})
+        return _StagedPartition(
+            self._writer(),
+            lambda: self._committed_sink_epoch(step_id),
+            resume_state,
+            self._poll_seconds,
+            self._token,
+        )
+
+    def finish(self) -> int:
+        """After the flow ended: write the staged rows of the committed snapshot; returns rows written."""
+        if self._recovery is None or self._step_id is None:
+            return 0
+        state = self._own_committed(self._step_id)
+        if state is None:
+            return 0
+        staged: Staged = pickle.loads(state[1])
+        writer = self._writer()
+        written = 0
+        for epoch in sorted(staged):
+            for table, rows in staged[epoch].items():
+                writer.write(table, rows)
+                written += len(rows)
+        return written
 
 
 class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):

@@ -77,6 +77,21 @@ class TimingSettings(BaseModel):
         return timedelta(seconds=self.allowed_lateness_seconds)
 
 
+class JourneySettings(BaseModel):
+    """Engagement window and frustration thresholds (docs/journeys.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window_days: int = Field(default=7, ge=1)
+    window_days_by_tenant: dict[str, int] = Field(default_factory=dict)
+    long_duration_seconds: int = Field(default=30 * 60, ge=1)
+    many_transfers: int = Field(default=2, ge=1)
+    many_steps: int = Field(default=10, ge=1)
+
+    def window(self, tenant: str) -> timedelta:
+        return timedelta(days=self.window_days_by_tenant.get(tenant, self.window_days))
+
+
 class KafkaSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -105,6 +120,7 @@ class Settings(BaseSettings):
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
     default_tenant: TenantSettings = Field(default_factory=TenantSettings)
     timing: TimingSettings = Field(default_factory=TimingSettings)
+    journeys: JourneySettings = Field(default_factory=JourneySettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     recovery_dir: Path | None = None

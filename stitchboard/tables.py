@@ -119,6 +119,7 @@ def tables() -> tuple[Table, ...]:
                 Column("intent", LOW),
                 Column("customer_keys", "Array(String)"),
                 Column("updated_at", TIME),
+                Column("path", "Array(String)", "ordered steps (see stitchboard.paths)"),
             ),
             engine="ReplacingMergeTree(version)",
             order_by=("tenant", "conversation_id"),
@@ -165,6 +166,7 @@ def tables() -> tuple[Table, ...]:
             order_by=(*_INTERVAL_KEY, "metric", "restatement_seq"),
             partition_by="toYYYYMM(interval_start)",
         ),
+        *_journey_tables(),
         Table(
             name="dead_letters",
             comment="Rejected input with its reason and original bytes",
@@ -198,6 +200,117 @@ def tables() -> tuple[Table, ...]:
     )
 
 
+def _journey_tables() -> tuple[Table, ...]:
+    """Engagements, identity merges, FCR restatements and conversation paths (see docs/journeys.md)."""
+    return (
+        Table(
+            name="engagements",
+            comment="A customer's contacts about one intent within the window; highest version wins, "
+            "deleted rows retract engagement ids that no longer exist",
+            columns=(
+                Column("tenant", LOW),
+                Column("engagement_id", "String", "id of its first conversation"),
+                Column("customer_key", "String", "'' when unlinked (no identifier)"),
+                Column("intent", LOW, "'' when the contact had no intent (an engagement of its own)"),
+                Column("first_conversation_id", "String"),
+                Column("last_conversation_id", "String"),
+                Column("conversation_ids", "Array(String)", "in start order"),
+                Column("first_started_at", TIME),
+                Column("last_started_at", TIME),
+                Column("contacts", "UInt32"),
+                Column("repeat_contacts", "UInt32", "contacts - 1"),
+                Column("channels", f"Array({LOW})", "channel of each contact, in start order"),
+                Column("first_channel", LOW),
+                Column("last_channel", LOW),
+                Column("channel_switches", "UInt32", "consecutive contacts on different channels"),
+                Column("resolved", "Bool", "the last contact's final wrap-up code is a resolved one"),
+                Column("fcr", "Bool", "first-contact resolution: one contact, resolved"),
+                Column("status", LOW, "provisional | final (the window has closed)"),
+                Column("time_to_resolution_ms", "Nullable(Int64)", "first start to end of resolving contact"),
+                Column("agents", "Array(String)", "agents involved, in order of first involvement"),
+                Column("resolving_agent", "String"),
+                Column("last_wrapup_code", LOW, "the solution: final wrap-up code of the last contact"),
+                Column("window_end", TIME),
+                Column("version", "UInt64", "strictly increasing per tenant; replays reproduce it"),
+                Column("deleted", "UInt8", "1 retracts the engagement id"),
+                Column("updated_at", TIME),
+            ),
+            engine="ReplacingMergeTree(version, deleted)",
+            order_by=("tenant", "engagement_id"),
+            partition_by="tuple()",
+        ),
+        Table(
+            name="customer_links",
+            comment="Identity merges: a contact linked two known customers",
+            columns=(
+                Column("tenant", LOW),
+                Column("survivor_customer_key", "String"),
+                Column("absorbed_customer_key", "String"),
+                Column("via_identifiers", "Array(String)", "typed pseudonymous keys of the linking contact"),
+                Column("conversation_id", "String", "the linking contact"),
+                Column("at", TIME, "the linking contact's start"),
+                Column("link_seq", "UInt64", "1, 2, ... per tenant; replays reproduce it"),
+                Column("linked_at", TIME, "wall-clock time"),
+            ),
+            engine="ReplacingMergeTree",
+            order_by=("tenant", "link_seq"),
+            partition_by="toYYYYMM(at)",
+        ),
+        Table(
+            name="engagement_restatements",
+            comment="Dated changes to published first-contact resolution, with the reason",
+            columns=(
+                Column("tenant", LOW),
+                Column("engagement_id", "String"),
+                Column("customer_key", "String"),
+                Column("intent", LOW),
+                Column("previous_engagement_ids", "Array(String)"),
+                Column("previous_fcr", "Int64"),
+                Column("corrected_fcr", "Int64"),
+                Column("delta", "Int64", "corrected_fcr - previous_fcr"),
+                Column("previous_contacts", "Int64"),
+                Column("corrected_contacts", "Int64"),
+                Column("reason", LOW, "identity_merge | late_change"),
+                Column("restatement_seq", "UInt64", "1, 2, ... per tenant; replays reproduce it"),
+                Column("watermark", f"Nullable({TIME})"),
+                Column("restated_at", TIME),
+            ),
+            engine="ReplacingMergeTree",
+            order_by=("tenant", "restatement_seq"),
+            partition_by="tuple()",
+        ),
+        Table(
+            name="conversation_paths",
+            comment="Ordered steps of each conversation, opt-out, containment and frustration signals",
+            columns=(
+                Column("tenant", LOW),
+                Column("conversation_id", "String"),
+                Column("version", "UInt64"),
+                Column("channel", LOW),
+                Column("intent", LOW),
+                Column("started_at", TIME),
+                Column("steps", "Array(String)", "kind:value steps, see stitchboard.paths"),
+                Column("step_count", "UInt32"),
+                Column("first_step", "String"),
+                Column("last_step", "String"),
+                Column("self_service", "Bool", "started with IVR or bot steps"),
+                Column("opted_out", "Bool", "left self-service for a queue"),
+                Column("last_self_service_step", "String", "node where self-service ended"),
+                Column("contained", "Bool"),
+                Column("transfers", "UInt32"),
+                Column("duration_ms", "Nullable(Int64)"),
+                Column("long_duration", "Bool"),
+                Column("many_transfers", "Bool"),
+                Column("many_steps", "Bool"),
+                Column("frustrated", "Bool", "any frustration signal"),
+            ),
+            engine="ReplacingMergeTree(version)",
+            order_by=("tenant", "conversation_id"),
+            partition_by="tuple()",
+        ),
+    )
+
+
 def table(name: str) -> Table:
     by_name = {candidate.name: candidate for candidate in tables()}
     if name not in by_name:
@@ -226,12 +339,20 @@ def ddl(database: str = DEFAULT_DATABASE) -> list[str]:
     return [f"CREATE DATABASE IF NOT EXISTS `{database}`"] + [t.create(database) for t in tables()]
 
 
+# Non-metric columns added to a table after it first shipped: (table, column name).
+ADDED_COLUMNS: frozenset[tuple[str, str]] = frozenset({("conversations", "path")})
+
+
 def migrations(database: str = DEFAULT_DATABASE) -> list[str]:
-    """Idempotent ALTERs adding metric columns that joined the catalogue after a table was created."""
+    """Idempotent ALTERs adding columns (catalogue metrics, ``ADDED_COLUMNS``) older tables lack."""
     metrics = set(metric_columns())
     statements = []
     for candidate in tables():
-        added = [column for column in candidate.columns if column in metrics]
+        added = [
+            column
+            for column in candidate.columns
+            if column in metrics or (candidate.name, column.name) in ADDED_COLUMNS
+        ]
         if added:
             clauses = ",\n".join(f"    ADD COLUMN IF NOT EXISTS {column.sql()}" for column in added)
             statements.append(f"ALTER TABLE `{database}`.`{candidate.name}`\n{clauses}")

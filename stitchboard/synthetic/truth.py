@@ -15,6 +15,10 @@ share any identifier key (transitively); within a customer, conversations with t
 one engagement while they start within ``window_days`` of the engagement's first conversation. The
 intent is the conversation's intent, else the tenant's ``intent_by_wrapup_code`` of its final code;
 a conversation with neither (or no identifiers) is an engagement of its own.
+
+Paths (issue 5): a conversation with IVR or bot steps is self-service; it *opted out* when its
+self-service outcome is ``queued`` (it left for a person), at its last self-service node; it was
+*contained* when the outcome is ``contained``.
 """
 
 from __future__ import annotations
@@ -123,6 +127,16 @@ class EngagementTruth:
     channel_switches: int  # consecutive contacts of an engagement on different channels
     contacts_per_engagement: dict[int, int]  # size -> number of engagements
     detail: tuple[Engagement, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PathTruth:
+    """Per-tenant self-service figures: containment and opt-outs by (channel, last node)."""
+
+    self_service: int
+    contained: int
+    opt_outs: int
+    opt_outs_by_last_step: dict[tuple[str, str], int]
 
 
 def tenant_settings_of(settings: SettingsSource, tenant: str) -> TenantSettings:
@@ -468,3 +482,24 @@ def write_truth(
         orjson.dumps(document, option=orjson.OPT_UTC_Z | orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
     )
     return document
+
+
+def path_truth(sources: Sources) -> dict[str, PathTruth]:
+    """Self-service containment and opt-outs per tenant (definition in the module docstring)."""
+    by_tenant: dict[str, list[SimConversation]] = defaultdict(list)
+    for conv in conversations_of(sources):
+        by_tenant[conv.tenant].append(conv)
+    found: dict[str, PathTruth] = {}
+    for tenant, convs in sorted(by_tenant.items()):
+        served = [c for c in convs if c.ivr_steps]
+        opted = [c for c in served if c.ivr_outcome == "queued"]
+        by_step: dict[tuple[str, str], int] = defaultdict(int)
+        for conv in opted:
+            by_step[(conv.channel.value, conv.ivr_steps[-1][0])] += 1
+        found[tenant] = PathTruth(
+            self_service=len(served),
+            contained=sum(1 for c in served if c.ivr_outcome == "contained"),
+            opt_outs=len(opted),
+            opt_outs_by_last_step=dict(sorted(by_step.items())),
+        )
+    return found

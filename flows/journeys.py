@@ -1,0 +1,52 @@
+"""Bytewax hosting of customer journeys: one stateful step per tenant over stitched conversation rows.
+
+Identity resolution needs all of a tenant's identifiers (links are transitive), so the state is keyed
+by tenant; it is bounded by the engagement window on the tenant's event-time watermark (see
+``stitchboard.journeys``), never by system time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+from bytewax.operators import StatefulLogic
+
+from stitchboard.journeys import JourneyRow, TenantJourneys
+from stitchboard.rows import ConversationRow
+from stitchboard.settings import JourneySettings, Settings
+
+
+def _row_tenant(row: ConversationRow) -> str:
+    return row.tenant
+
+
+class JourneyStep(StatefulLogic[ConversationRow, list[JourneyRow], TenantJourneys]):
+    """One tenant's journeys; the pure ``TenantJourneys`` is also the snapshot."""
+
+    def __init__(self, settings: Settings, journeys: JourneySettings, resume: TenantJourneys | None) -> None:
+        self._settings = settings
+        self._journeys = journeys
+        self._state = resume
+
+    def on_item(self, value: ConversationRow) -> tuple[list[list[JourneyRow]], bool]:
+        if self._state is None:
+            tenant = value.tenant
+            self._state = TenantJourneys(
+                tenant, self._settings.tenant(tenant), self._settings.timing, self._journeys
+            )
+        rows = self._state.apply(value, datetime.now(UTC))
+        return ([rows] if rows else []), StatefulLogic.RETAIN
+
+    def snapshot(self) -> TenantJourneys:
+        assert self._state is not None
+        return self._state
+
+
+def wire_journeys(conversation_rows: Stream[ConversationRow], settings: Settings) -> Stream[JourneyRow]:
+    """Engagement, customer-link, restatement and path rows from the stitched conversation stream."""
+    chosen = settings.journeys
+    by_tenant = op.key_on("journeys_by_tenant", conversation_rows, _row_tenant)
+    step = op.stateful("journeys", by_tenant, lambda resume: JourneyStep(settings, chosen, resume))
+    return op.flatten("journey_rows", op.key_rm("journeys_unkeyed", step))

@@ -1,0 +1,408 @@
+"""Customer journeys: contacts → customers (identity) → engagements, with FCR and restatements.
+
+An *engagement* is a customer's conversations about one intent that start within the window
+(default 7 days) of the engagement's first conversation, across channels; the next one after the
+window starts a new engagement. A conversation without an identifier or without an intent is an
+engagement of its own. First-contact resolution (FCR): one contact, resolved (its final wrap-up code
+is in the tenant's resolved set). FCR is provisional until the window closes, then final.
+
+``TenantJourneys`` holds one tenant's identity graph and the contacts of customers whose window is
+still open. Each conversation row (any version) updates its contact and recomputes the engagements
+of the customers it touches from scratch, then publishes only what changed: recomputing instead of
+patching is what makes late links, changed intents and out-of-order versions come out the same.
+Customers whose last contact started more than the window before the event-time watermark are
+finalised and evicted, identifiers included, so state stays bounded.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+from stitchboard.identity import IdentityGraph, Merge, customer_key
+from stitchboard.paths import FrustrationThresholds, path_row
+from stitchboard.rows import (
+    ConversationPathRow,
+    ConversationRow,
+    CustomerLinkRow,
+    EngagementRestatementRow,
+    EngagementRow,
+    EngagementStatus,
+)
+from stitchboard.settings import JourneySettings, TenantSettings, TimingSettings
+
+JourneyRow = EngagementRow | CustomerLinkRow | EngagementRestatementRow | ConversationPathRow
+UNLINKED = "conversation:"  # customer handle prefix of a contact that is an engagement of its own
+IDENTITY_MERGE = "identity_merge"
+LATE_CHANGE = "late_change"
+
+
+def frustration_thresholds(journeys: JourneySettings) -> FrustrationThresholds:
+    return FrustrationThresholds(1000 * journeys.long_duration_seconds, journeys.many_transfers, journeys.many_steps)
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """What journeys need of one conversation (its latest version)."""
+
+    conversation_id: str
+    version: int
+    channel: str
+    started_at: datetime
+    ended_at: datetime | None
+    intent: str
+    resolved: bool
+    wrapup_code: str
+    agents: tuple[str, ...]
+    customer_keys: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, row: ConversationRow, tenant: TenantSettings) -> Contact:
+        return cls(
+            conversation_id=row.conversation_id,
+            version=row.version,
+            channel=row.channel,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            intent=row.intent,
+            resolved=row.wrapup_code in tenant.resolved_wrapup_codes,
+            wrapup_code=row.wrapup_code,
+            agents=row.agents,
+            customer_keys=row.customer_keys,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    """Contacts of one customer about one intent within the window, in start order."""
+
+    intent: str
+    contacts: tuple[Contact, ...]
+    window: timedelta
+
+    @property
+    def engagement_id(self) -> str:
+        return self.contacts[0].conversation_id
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(contact.channel for contact in self.contacts)
+
+    @property
+    def channel_switches(self) -> int:
+        return sum(1 for a, b in pairwise(self.channels) if a != b)
+
+    @property
+    def resolved(self) -> bool:
+        return self.contacts[-1].resolved
+
+    @property
+    def first_contact_resolved(self) -> bool:
+        return len(self.contacts) == 1 and self.contacts[0].resolved
+
+    @property
+    def window_end(self) -> datetime:
+        return self.contacts[0].started_at + self.window
+
+    @property
+    def time_to_resolution_ms(self) -> int | None:
+        last = self.contacts[-1]
+        if not last.resolved or last.ended_at is None:
+            return None
+        return (last.ended_at - self.contacts[0].started_at) // timedelta(milliseconds=1)
+
+    @property
+    def agents(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(agent for contact in self.contacts for agent in contact.agents if agent))
+
+    @property
+    def resolving_agent(self) -> str:
+        last = self.contacts[-1]
+        return last.agents[-1] if last.resolved and last.agents else ""
+
+
+def build_engagements(contacts: Iterable[Contact], window: timedelta) -> list[Engagement]:
+    """One customer's engagements: same intent, starting within ``window`` of the first; by id order.
+
+    Contacts without an intent are engagements of their own.
+    """
+    by_intent: dict[str, list[Contact]] = defaultdict(list)
+    alone: list[Engagement] = []
+    for contact in contacts:
+        if contact.intent:
+            by_intent[contact.intent].append(contact)
+        else:
+            alone.append(Engagement("", (contact,), window))
+    found = alone
+    for intent, members in by_intent.items():
+        members.sort(key=lambda c: (c.started_at, c.conversation_id))
+        current: list[Contact] = []
+        for contact in members:
+            if current and contact.started_at - current[0].started_at > window:
+                found.append(Engagement(intent, tuple(current), window))
+                current = []
+            current.append(contact)
+        found.append(Engagement(intent, tuple(current), window))
+    return sorted(found, key=lambda e: e.engagement_id)
+
+
+def watermark_of(max_event_time: datetime | None, timing: TimingSettings) -> datetime | None:
+    """Event time below which a tenant's contacts are taken as complete."""
+    if max_event_time is None:
+        return None
+    return max_event_time - timing.out_of_orderness - timing.allowed_lateness
+
+
+class TenantJourneys:
+    """One tenant's identity graph and open customers; ``apply`` one conversation row at a time.
+
+    Plain and picklable: it is the Bytewax snapshot of the tenant's journey step.
+    """
+
+    def __init__(
+        self, tenant: str, settings: TenantSettings, timing: TimingSettings, journeys: JourneySettings
+    ) -> None:
+        self.tenant = tenant
+        self._settings = settings
+        self._timing = timing
+        self._window = journeys.window(tenant)
+        self._thresholds = frustration_thresholds(journeys)
+        self.identity = IdentityGraph()
+        self._contacts: dict[str, Contact] = {}
+        self._members: dict[str, set[str]] = {}  # customer handle -> conversation ids
+        self._published: dict[str, dict[str, EngagementRow]] = {}  # customer handle -> id -> row
+        self._paths: dict[str, ConversationPathRow] = {}
+        self._deadlines: list[tuple[datetime, str]] = []  # (start + window, conversation id), a heap
+        self._max_event_time: datetime | None = None
+        self._version = 0
+        self._restatement_seq = 0
+        self._link_seq = 0
+        self.too_late = 0  # rows of conversations whose customer's window had already closed
+
+    @property
+    def watermark(self) -> datetime | None:
+        return watermark_of(self._max_event_time, self._timing)
+
+    @property
+    def customers(self) -> int:
+        """Customers held (linked and unlinked)."""
+        return len(self._members)
+
+    @property
+    def contacts(self) -> int:
+        return len(self._contacts)
+
+    def customer_of(self, conversation_id: str) -> str:
+        """The customer handle of a held conversation: its identity root, or its own unlinked handle."""
+        contact = self._contacts[conversation_id]
+        return self._handle(contact)
+
+    def _handle(self, contact: Contact) -> str:
+        if contact.customer_keys:
+            root = self.identity.find(contact.customer_keys[0])
+            if root is not None:
+                return root
+        return UNLINKED + contact.conversation_id
+
+    def apply(self, row: ConversationRow, now: datetime) -> list[JourneyRow]:
+        """Take a conversation row (any version, any order); returns the rows to publish."""
+        if row.tenant != self.tenant:
+            raise ValueError(f"row of tenant {row.tenant!r} given to journeys of {self.tenant!r}")
+        known = self._contacts.get(row.conversation_id)
+        if known is not None and row.version <= known.version:
+            return []
+        watermark = self.watermark
+        if known is None and watermark is not None and row.started_at + self._window < watermark:
+            self.too_late += 1
+            return []
+        self._observe(row.started_at)
+        if row.ended_at is not None:
+            self._observe(row.ended_at)
+        contact = Contact.from_row(row, self._settings)
+        out: list[JourneyRow] = []
+        affected: dict[str, None] = {}
+        if known is not None:
+            old = self._handle(known)
+            affected[old] = None
+            self._members.get(old, set()).discard(known.conversation_id)
+        _, merges = self.identity.link(contact.customer_keys)
+        for merge in merges:
+            self._absorb(merge)
+            out.append(self._link_row(merge, contact, now))
+        self._contacts[contact.conversation_id] = contact
+        handle = self._handle(contact)
+        self._members.setdefault(handle, set()).add(contact.conversation_id)
+        affected[handle] = None
+        if known is None or known.started_at != contact.started_at:
+            heapq.heappush(self._deadlines, (contact.started_at + self._window, contact.conversation_id))
+        for customer in affected:
+            out.extend(self._publish(customer, now, merged=bool(merges)))
+        path = path_row(row, self._thresholds)
+        published_path = self._paths.get(row.conversation_id)
+        if published_path is None or replace(published_path, version=path.version) != path:
+            self._paths[row.conversation_id] = path
+            out.append(path)
+        out.extend(self.advance(now))
+        return out
+
+    def advance(self, now: datetime) -> list[JourneyRow]:
+        """Finalise engagements whose window closed and evict customers with no open window."""
+        watermark = self.watermark
+        out: list[JourneyRow] = []
+        if watermark is None:
+            return out
+        seen: set[str] = set()
+        while self._deadlines and self._deadlines[0][0] < watermark:
+            _, conversation_id = heapq.heappop(self._deadlines)
+            if conversation_id not in self._contacts:
+                continue
+            customer = self.customer_of(conversation_id)
+            if customer in seen:
+                continue
+            seen.add(customer)
+            out.extend(self._publish(customer, now, merged=False))
+            members = self._members.get(customer, set())
+            if all(self._contacts[c].started_at + self._window < watermark for c in members):
+                self._evict(customer)
+        return out
+
+    def _observe(self, moment: datetime) -> None:
+        if self._max_event_time is None or moment > self._max_event_time:
+            self._max_event_time = moment
+
+    def _absorb(self, merge: Merge) -> None:
+        absorbed = self._members.pop(merge.absorbed, set())
+        self._members.setdefault(merge.survivor, set()).update(absorbed)
+        published = self._published.pop(merge.absorbed, {})
+        self._published.setdefault(merge.survivor, {}).update(published)
+
+    def _evict(self, customer: str) -> None:
+        for conversation_id in self._members.pop(customer, set()):
+            self._contacts.pop(conversation_id, None)
+            self._paths.pop(conversation_id, None)
+        self._published.pop(customer, None)
+        if not customer.startswith(UNLINKED):
+            self.identity.forget(customer)
+
+    def _publish(self, customer: str, now: datetime, *, merged: bool) -> list[JourneyRow]:
+        """Recompute one customer's engagements and publish what changed (restating FCR if needed)."""
+        members = self._members.get(customer, set())
+        engagements = build_engagements((self._contacts[c] for c in members), self._window)
+        published = self._published.get(customer, {})
+        key = "" if customer.startswith(UNLINKED) else customer_key(self.tenant, customer)
+        watermark = self.watermark
+        out: list[JourneyRow] = []
+        current: dict[str, EngagementRow] = {}
+        for engagement in engagements:
+            final = watermark is not None and engagement.window_end < watermark
+            row = self._engagement_row(engagement, key, "final" if final else "provisional", now)
+            out.extend(self._restatements(row, published, merged, now))
+            old = published.get(row.engagement_id)
+            if old is None or _content(old) != _content(row):
+                self._version += 1
+                row = replace(row, version=self._version)
+                out.append(row)
+            else:
+                row = old
+            current[row.engagement_id] = row
+        for engagement_id, old in published.items():
+            if engagement_id not in current:
+                self._version += 1
+                out.append(replace(old, version=self._version, deleted=1, updated_at=now))
+        if current:
+            self._published[customer] = current
+        else:
+            self._published.pop(customer, None)
+            self._members.pop(customer, None)
+        return out
+
+    def _restatements(
+        self, row: EngagementRow, previous: dict[str, EngagementRow], merged: bool, now: datetime
+    ) -> list[EngagementRestatementRow]:
+        """A restatement when published engagements merged, or a final one changed, and FCR moved.
+
+        A new contact that simply repeats a provisional engagement is not a restatement: provisional
+        figures are expected to change until the window closes.
+        """
+        members = set(row.conversation_ids)
+        overlapping = [old for old in previous.values() if members.intersection(old.conversation_ids)]
+        merged_published = merged and len(overlapping) > 1
+        if not (merged_published or any(old.status == "final" for old in overlapping)):
+            return []
+        previous_fcr = sum(int(old.fcr) for old in overlapping)
+        if previous_fcr == int(row.fcr):
+            return []
+        self._restatement_seq += 1
+        return [
+            EngagementRestatementRow(
+                tenant=self.tenant,
+                engagement_id=row.engagement_id,
+                customer_key=row.customer_key,
+                intent=row.intent,
+                previous_engagement_ids=tuple(sorted(old.engagement_id for old in overlapping)),
+                previous_fcr=previous_fcr,
+                corrected_fcr=int(row.fcr),
+                delta=int(row.fcr) - previous_fcr,
+                previous_contacts=sum(old.contacts for old in overlapping),
+                corrected_contacts=row.contacts,
+                reason=IDENTITY_MERGE if merged else LATE_CHANGE,
+                restatement_seq=self._restatement_seq,
+                watermark=self.watermark,
+                restated_at=now,
+            )
+        ]
+
+    def _engagement_row(
+        self, engagement: Engagement, key: str, status: EngagementStatus, now: datetime
+    ) -> EngagementRow:
+        first, last = engagement.contacts[0], engagement.contacts[-1]
+        return EngagementRow(
+            tenant=self.tenant,
+            engagement_id=engagement.engagement_id,
+            customer_key=key,
+            intent=engagement.intent,
+            first_conversation_id=first.conversation_id,
+            last_conversation_id=last.conversation_id,
+            conversation_ids=tuple(c.conversation_id for c in engagement.contacts),
+            first_started_at=first.started_at,
+            last_started_at=last.started_at,
+            contacts=len(engagement.contacts),
+            repeat_contacts=len(engagement.contacts) - 1,
+            channels=engagement.channels,
+            first_channel=first.channel,
+            last_channel=last.channel,
+            channel_switches=engagement.channel_switches,
+            resolved=engagement.resolved,
+            fcr=engagement.first_contact_resolved,
+            status=status,
+            time_to_resolution_ms=engagement.time_to_resolution_ms,
+            agents=engagement.agents,
+            resolving_agent=engagement.resolving_agent,
+            last_wrapup_code=last.wrapup_code,
+            window_end=engagement.window_end,
+            version=0,
+            deleted=0,
+            updated_at=now,
+        )
+
+    def _link_row(self, merge: Merge, contact: Contact, now: datetime) -> CustomerLinkRow:
+        self._link_seq += 1
+        return CustomerLinkRow(
+            tenant=self.tenant,
+            survivor_customer_key=customer_key(self.tenant, merge.survivor),
+            absorbed_customer_key=customer_key(self.tenant, merge.absorbed),
+            via_identifiers=merge.via,
+            conversation_id=contact.conversation_id,
+            at=contact.started_at,
+            link_seq=self._link_seq,
+            linked_at=now,
+        )
+
+
+def _content(row: EngagementRow) -> EngagementRow:
+    """A row without what changes on every publication (version, wall-clock time)."""
+    return replace(row, version=0, updated_at=row.first_started_at)
