@@ -68,6 +68,33 @@ def _plan(table: str, row_type: type) -> tuple[tuple[tuple[str, bool], ...], fro
     return tuple((name, name in fields) for name in names), metric_names
 
 
+@functools.cache
+def _replacing_key(table: str) -> tuple[tuple[int, ...], int] | None:
+    """(key column positions, version position) of a ReplacingMergeTree(version) table, else None."""
+    definition = tables.table(table)
+    if not definition.engine.startswith("ReplacingMergeTree(version"):
+        return None
+    names = tables.columns(table)
+    return tuple(names.index(column) for column in definition.order_by), names.index("version")
+
+
+def latest_versions(table: str, rows: Sequence[Row]) -> list[Row]:
+    """Only the rows a ReplacingMergeTree(version) table would keep: the highest version per key
+    (the later row on a tie). Other tables keep every row. Order of first appearance is kept.
+    """
+    plan = _replacing_key(table)
+    if plan is None:
+        return list(rows)
+    key_at, version_at = plan
+    kept: dict[tuple[Any, ...], Row] = {}
+    for row in rows:
+        key = tuple(row[i] for i in key_at)
+        known = kept.get(key)
+        if known is None or row[version_at] >= known[version_at]:
+            kept[key] = row
+    return list(kept.values())
+
+
 def _retryable(exc: BaseException) -> bool:
     """Server and transport failures are retried; client-side programming and data errors are not."""
     if isinstance(exc, ProgrammingError | DataError):
@@ -95,6 +122,8 @@ class ClickHouseWriter:
         max_backoff_seconds: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        on_insert: Callable[[str, int, float], None] | None = None,
+        on_retry: Callable[[str, int, BaseException], None] | None = None,
     ) -> None:
         self.client = client
         self.database = database
@@ -106,6 +135,8 @@ class ClickHouseWriter:
         self.max_backoff_seconds = max_backoff_seconds
         self._sleep = sleep
         self._clock = clock
+        self._on_insert = on_insert  # (table, rows, seconds) after each successful insert
+        self._on_retry = on_retry  # (table, attempt, error) before each backoff
         self._buffers: dict[str, list[Row]] = {}
         self._last_flush = clock()
         self.batches = 0
@@ -147,6 +178,14 @@ class ClickHouseWriter:
         """Flush what is left; the client stays open (its owner closes it)."""
         self.flush()
 
+    def write(self, table: str, rows: Sequence[Row]) -> None:
+        """Insert column tuples now, in ``batch_rows`` batches, bypassing the buffer (with retries)."""
+        for start in range(0, len(rows), self.batch_rows):
+            batch = list(rows[start : start + self.batch_rows])
+            self._insert(table, batch)
+            self.batches += 1
+            self.rows += len(batch)
+
     def _flush_table(self, table: str, *, full_batches_only: bool = False) -> None:
         buffer = self._buffers.get(table, [])
         while len(buffer) >= (self.batch_rows if full_batches_only else 1):
@@ -159,6 +198,7 @@ class ClickHouseWriter:
     def _insert(self, table: str, batch: list[Row]) -> None:
         attempt = 0
         while True:
+            started = time.perf_counter()
             try:
                 self.client.insert(
                     table,
@@ -167,10 +207,15 @@ class ClickHouseWriter:
                     database=self.database,
                     column_type_names=tables.column_types(table),
                 )
-                return
             except Exception as exc:
                 if attempt >= self.max_retries or not _retryable(exc):
                     raise
+                if self._on_retry is not None:
+                    self._on_retry(table, attempt + 1, exc)
                 self._sleep(min(self.backoff_seconds * 2**attempt, self.max_backoff_seconds))
                 attempt += 1
                 self.retries += 1
+                continue
+            if self._on_insert is not None:
+                self._on_insert(table, len(batch), time.perf_counter() - started)
+            return

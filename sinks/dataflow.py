@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import pickle
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from clickhouse_connect.driver.client import Client
 
 from sinks.clickhouse import ClickHouseWriter, Row, latest_versions, to_row
 from sinks.deadletters import KafkaDeadLetterProducer
-from sinks.recovery_store import RecoveryStore
+from sinks.recovery_store import CommittedSnapshot, RecoveryStore, StoreUnreadable
 from stitchboard import telemetry
 from stitchboard.deadletters import DeadLetter
 from stitchboard.rows import (
@@ -96,7 +97,7 @@ class _WriterPartition(StatefulSinkPartition[PublishedRow, None]):
 
 
 Staged = dict[int, dict[str, list[Row]]]  # sink epoch → table → column tuples
-SinkState = tuple[int, bytes, str]  # (sink epochs closed, pickled ``Staged`` not yet written, execution)
+SinkState = tuple[int, str, bytes]  # (sink epochs closed, execution token, pickled ``Staged`` not written)
 
 
 class _EpochRows:
@@ -145,7 +146,7 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
         self._commits = commits
         self._token = token
         self._lock = threading.Lock()
-        self._epoch, staged, _ = resume_state if resume_state is not None else (0, pickle.dumps({}), "")
+        self._epoch, _, staged = resume_state if resume_state is not None else (0, "", pickle.dumps({}))
         self._staged: Staged = pickle.loads(staged)
         self._current = _EpochRows()
         self._error: BaseException | None = None
@@ -174,6 +175,8 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
                 committed = self._commits()
                 if committed is not None:
                     self._write_epochs_up_to(committed)
+            except StoreUnreadable:
+                continue  # not known yet: ask again at the next poll
             except Exception as exc:  # surfaced in the flow by the next write_batch/snapshot
                 _log.exception("writing committed rows failed")
                 self._error = exc
@@ -195,16 +198,35 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
             self._staged[self._epoch] = self._current.close()
             self._current = _EpochRows()
             telemetry.SINK_STAGED_ROWS.set(self._staged_rows())
-            return (self._epoch, pickle.dumps(self._staged, protocol=pickle.HIGHEST_PROTOCOL), self._token)
+            return (self._epoch, self._token, pickle.dumps(self._staged, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def stop(self) -> None:
+        """Stop the background writer (idempotent); staged rows stay staged."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
 
     def close(self) -> None:
-        """End of input: the last epoch commits after this; ``ClickHouseSink.finish`` writes it."""
-        self._stop.set()
-        self._thread.join()
-        self._raise_pending()
-        committed = self._commits()
-        if committed is not None:
-            self._write_epochs_up_to(committed)
+        """End of input (Bytewax also calls this while unwinding, where raising would abort the
+        process): write what is committed; the last epoch commits after this, and
+        ``ClickHouseSink.finish`` writes it or raises the error kept here.
+        """
+        self.stop()
+        if self._error is not None:
+            return
+        try:
+            committed = self._commits()
+            if committed is not None:
+                self._write_epochs_up_to(committed)
+        except StoreUnreadable:
+            pass  # ``finish`` writes them from the committed snapshot
+        except Exception as exc:
+            _log.exception("writing committed rows at close failed")
+            self._error = exc
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
 
 
 class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
@@ -231,6 +253,7 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
         self._poll_seconds = poll_seconds
         self._step_id: str | None = None
         self._token = uuid.uuid4().hex  # tells this execution's snapshots from abandoned ones
+        self._partitions: list[_StagedPartition] = []
 
     def list_parts(self) -> list[str]:
         return [PART]
@@ -249,17 +272,13 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
             on_retry=telemetry.record_retry,
         )
 
-    def _own_committed(self, step_id: str) -> SinkState | None:
-        """The committed snapshot of this execution's partition, if one is committed yet."""
+    def _committed_sink_epoch(self, step_id: str) -> int | None:
+        """The sink epoch of this execution's newest committed snapshot, if one is committed yet."""
         assert self._recovery is not None
         snapshot = self._recovery.committed_snapshot(step_id, PART)
-        if snapshot is None or snapshot.state[2] != self._token:
+        if snapshot is None or snapshot.head is None or snapshot.head[1] != self._token:
             return None
-        return snapshot.state  # type: ignore[no-any-return]
-
-    def _committed_sink_epoch(self, step_id: str) -> int | None:
-        state = self._own_committed(step_id)
-        return None if state is None else state[0]
+        return int(snapshot.head[0])
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: SinkState | None
@@ -269,28 +288,56 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
             return _WriterPartition(self._writer())
         if resume_state is not None:
             _log.info("sink resumed", extra={"sink_epoch": resume_state[0], "step_id": step_id})
-        return _StagedPartition(
+        partition = _StagedPartition(
             self._writer(),
             lambda: self._committed_sink_epoch(step_id),
             resume_state,
             self._poll_seconds,
             self._token,
         )
+        self._partitions.append(partition)
+        return partition
+
+    def stop(self) -> None:
+        """Stop background writers and the store reader (after the flow ended or aborted)."""
+        for partition in self._partitions:
+            partition.stop()
+        if self._recovery is not None:
+            self._recovery.close()
+
+    def _read_committed(self, step_id: str, attempts: int = 20) -> CommittedSnapshot | None:
+        assert self._recovery is not None
+        for attempt in range(attempts):
+            try:
+                return self._recovery.committed_snapshot(step_id, PART, full=True)
+            except StoreUnreadable:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.25)
+        return None
 
     def finish(self) -> int:
         """After the flow ended: write the staged rows of the committed snapshot; returns rows written."""
         if self._recovery is None or self._step_id is None:
             return 0
-        state = self._own_committed(self._step_id)
-        if state is None:
+        for partition in self._partitions:
+            partition.stop()
+            if partition.error is not None:
+                raise RuntimeError("writing committed rows to ClickHouse failed") from partition.error
+        snapshot = self._read_committed(self._step_id)
+        self._recovery.close()
+        if snapshot is None or snapshot.state[1] != self._token:
             return 0
-        staged: Staged = pickle.loads(state[1])
+        staged: Staged = pickle.loads(snapshot.state[2])
         writer = self._writer()
         written = 0
-        for epoch in sorted(staged):
-            for table, rows in staged[epoch].items():
-                writer.write(table, rows)
-                written += len(rows)
+        try:
+            for epoch in sorted(staged):
+                for table, rows in staged[epoch].items():
+                    writer.write(table, rows)
+                    written += len(rows)
+        except Exception as exc:  # the rows stay in the committed snapshot: the next start writes them
+            raise RuntimeError("writing the last epoch to ClickHouse failed") from exc
         return written
 
 

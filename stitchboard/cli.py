@@ -62,9 +62,17 @@ def cmd_init_db(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from stitchboard.runner import run
+    from stitchboard.telemetry import configure_logging
 
+    configure_logging(args.log_level)
     settings = _load_settings(args.config)
-    run(settings, replay=args.replay, workers=args.workers, drain_at_eof=args.replay is not None)
+    run(
+        settings,
+        replay=args.replay,
+        workers=args.workers,
+        drain_at_eof=args.replay is not None,
+        until_eof=args.until_eof,
+    )
     return 0
 
 
@@ -123,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--replay", type=Path, help="read this events file instead of Kafka, then stop")
     run.add_argument("--workers", type=int, default=1)
+    run.add_argument(
+        "--until-eof",
+        action="store_true",
+        help="stop at the end of every Kafka partition and finalise all intervals (catch-up, tests)",
+    )
+    run.add_argument("--log-level", default="INFO", help="structured JSON logs on stderr at this level")
     run.set_defaults(func=cmd_run)
 
     summary = sub.add_parser("summary", help="print the KPI summary from ClickHouse")

@@ -1,7 +1,8 @@
-"""Assemble and execute the flow for a run: inputs, sinks, workers, recovery."""
+"""Assemble and execute the flow for a run: inputs, sinks, workers, recovery, metrics endpoint."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
+from prometheus_client import start_http_server
 
 from flows.contact_centre import RecordInput, build_flow
 from flows.sources import Progress, ReplayFileSource, kafka_input
@@ -16,11 +18,21 @@ from sinks.clickhouse import connect, init_db
 from sinks.dataflow import ClickHouseSink, KafkaDeadLetterSink
 from stitchboard.settings import Settings
 
+_log = logging.getLogger("stitchboard.runner")
 
-def _inputs(settings: Settings, replay: Path | None, progress: Progress | None) -> RecordInput:
+
+def _inputs(
+    settings: Settings, replay: Path | None, progress: Progress | None, until_eof: bool
+) -> RecordInput:
     if replay is not None:
         return lambda flow: op.input("replay", flow, ReplayFileSource(replay, progress=progress))
-    return lambda flow: kafka_input(flow, settings.kafka)
+    return lambda flow: kafka_input(flow, settings.kafka, tail=not until_eof)
+
+
+def clickhouse_sink(settings: Settings) -> ClickHouseSink:
+    """The rows sink; with ``recovery_dir`` it writes only rows of committed epochs."""
+    dsn = settings.clickhouse.dsn
+    return ClickHouseSink(lambda: connect(dsn), settings.clickhouse, recovery_dir=settings.recovery_dir)
 
 
 def make_flow(
@@ -28,15 +40,19 @@ def make_flow(
     *,
     replay: Path | None = None,
     drain_at_eof: bool = False,
+    until_eof: bool = False,
     progress: Progress | None = None,
+    sink: ClickHouseSink | None = None,
 ) -> Dataflow:
-    """The production flow: Kafka (or a replay file) in; ClickHouse and the dead-letter topic out."""
-    dsn = settings.clickhouse.dsn
+    """The production flow: Kafka (or a replay file) in; ClickHouse and the dead-letter topic out.
+
+    ``until_eof`` reads Kafka up to the end of every partition and stops (a bounded catch-up).
+    """
     dead_letter_sinks = [] if replay is not None else [KafkaDeadLetterSink(settings.kafka)]
     return build_flow(
-        _inputs(settings, replay, progress),
+        _inputs(settings, replay, progress, until_eof),
         settings,
-        ClickHouseSink(lambda: connect(dsn), settings.clickhouse),
+        sink if sink is not None else clickhouse_sink(settings),
         dead_letter_sinks,
         drain_at_eof=drain_at_eof,
     )
@@ -47,7 +63,7 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
     directory = settings.recovery_dir
     if directory is None:
         return None
-    if not directory.exists() or not any(directory.iterdir()):
+    if not directory.exists() or not any(directory.glob("part-*.sqlite3")):
         directory.mkdir(parents=True, exist_ok=True)
         init_db_dir(directory, 1)
     return RecoveryConfig(directory)
@@ -59,14 +75,37 @@ def run(
     replay: Path | None = None,
     workers: int = 1,
     drain_at_eof: bool = False,
+    until_eof: bool = False,
     progress: Progress | None = None,
 ) -> None:
-    """Create tables if needed, then run the flow until its input ends (a replay) or forever (Kafka)."""
+    """Create tables if needed, then run the flow until its input ends (a replay, ``until_eof``) or
+    forever (Kafka). Serves Prometheus metrics on ``settings.metrics_port`` when it is set.
+    """
+    if settings.metrics_port is not None:
+        start_http_server(settings.metrics_port)
     init_db(connect(settings.clickhouse.dsn), settings.clickhouse.database)
-    flow = make_flow(settings, replay=replay, drain_at_eof=drain_at_eof, progress=progress)
+    sink = clickhouse_sink(settings)
+    drain = drain_at_eof or until_eof
+    flow = make_flow(
+        settings, replay=replay, drain_at_eof=drain, until_eof=until_eof, progress=progress, sink=sink
+    )
+    recovery = recovery_config(settings)
+    _log.info(
+        "flow starting",
+        extra={
+            "input": str(replay) if replay is not None else ",".join(settings.kafka.topics),
+            "until_eof": until_eof or replay is not None,
+            "recovery_dir": str(settings.recovery_dir) if settings.recovery_dir else None,
+            "snapshot_seconds": settings.snapshot_seconds,
+            "workers": workers,
+            "metrics_port": settings.metrics_port,
+        },
+    )
     cli_main(
         flow,
         workers_per_process=workers,
         epoch_interval=timedelta(seconds=settings.snapshot_seconds),
-        recovery_config=recovery_config(settings),
+        recovery_config=recovery,
     )
+    written = sink.finish()
+    _log.info("flow finished", extra={"final_epoch_rows": written})

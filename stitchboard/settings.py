@@ -56,7 +56,7 @@ class TimingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     out_of_orderness_seconds: int = Field(default=60, ge=0)
-    allowed_lateness_seconds: int = Field(default=600, ge=0)
+    allowed_lateness_seconds: int = Field(default=1800, ge=0)
     idle_advance_seconds: int = Field(default=30, ge=1)
     provisional_every_seconds: float = Field(default=1.0, gt=0)
     conversation_retention_seconds: int = Field(

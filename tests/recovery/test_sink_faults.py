@@ -1,0 +1,155 @@
+"""ClickHouse failing or slow under the real flow: retries with backoff, back-pressure, nothing lost."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bytewax.testing import run_main
+from clickhouse_connect.driver.client import Client
+from prometheus_client import REGISTRY
+
+from sinks.dataflow import ClickHouseSink
+from stitchboard.reconcile import compare, read_figures
+from stitchboard.runner import make_flow, recovery_config
+from stitchboard.settings import ClickHouseSettings, Settings
+from stitchboard.synthetic.dataset import DEMO_TENANTS, Dataset, build_dataset
+from stitchboard.synthetic.faults import write_records
+from stitchboard.synthetic.truth import interval_truth
+
+
+class FlakyClient:
+    """A real chDB client whose first ``failures`` inserts fail; every insert takes ``delay`` s."""
+
+    def __init__(self, client: Client, failures: int, delay: float = 0.0) -> None:
+        self._client = client
+        self.failures = failures
+        self.delay = delay
+        self.attempts = 0
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        self.attempts += 1
+        time.sleep(self.delay)
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError("connection reset by peer")
+        return self._client.insert(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return build_dataset(dict(DEMO_TENANTS), date(2026, 10, 25), seed=3, scale=0.15)
+
+
+def settings_for(dataset: Dataset, database: str, recovery: Path | None = None, retries: int = 8) -> Settings:
+    clickhouse = ClickHouseSettings(
+        dsn="chdb://unused", database=database, max_retries=retries, batch_rows=500
+    )
+    return dataset.settings.model_copy(
+        update={
+            "clickhouse": clickhouse,
+            "metrics_port": None,
+            "recovery_dir": recovery,
+            "snapshot_seconds": 1,
+        }
+    )
+
+
+def causes(error: BaseException | None) -> list[BaseException]:
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__
+    return chain
+
+
+def assert_equal_to_truth(client: Client, database: str, dataset: Dataset) -> None:
+    for minutes in dataset.settings.timing.interval_minutes:
+        truth = interval_truth(dataset.days, dataset.settings, minutes)
+        assert compare(truth, read_figures(client, database, minutes)) == []
+    conversations = client.query(f"SELECT count() FROM {database}.conversations FINAL").result_rows[0][0]
+    assert conversations == sum(len(day.conversations) for day in dataset.days)
+    letters = client.query(f"SELECT count() FROM {database}.dead_letters FINAL").result_rows[0][0]
+    assert letters == dataset.delivery.malformed
+
+
+def total(sample_name: str) -> float:
+    """A metric's sample summed over its labels, from the process registry."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.name == sample_name
+    )
+
+
+def retries_total() -> float:
+    return total("stitchboard_sink_retries_total")
+
+
+def test_sink_failing_then_recovering_loses_nothing(
+    dataset: Dataset, chdb_client: Client, fresh_database: str, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    write_records(events, dataset.delivery.records)
+    flaky = FlakyClient(chdb_client, failures=5, delay=0.01)
+    settings = settings_for(dataset, fresh_database)
+    sink = ClickHouseSink(lambda: flaky, settings.clickhouse, backoff_seconds=0.01)  # type: ignore[arg-type, return-value]
+    before = retries_total()
+    names = (
+        "stitchboard_sink_batch_seconds_count",
+        "stitchboard_late_events_total",
+        "stitchboard_restated_intervals_total",
+    )
+    counts = {name: total(name) for name in names}
+
+    run_main(make_flow(settings, replay=events, drain_at_eof=True, sink=sink))
+
+    assert flaky.failures == 0
+    assert retries_total() - before == 5
+    assert all(total(name) > counts[name] for name in names)  # inserts timed; late data seen and restated
+    for tenant in DEMO_TENANTS:
+        assert REGISTRY.get_sample_value("stitchboard_watermark_lag_seconds", {"tenant": tenant}) is not None
+    assert_equal_to_truth(chdb_client, fresh_database, dataset)
+
+
+def test_outage_longer_than_the_retries_stops_the_flow_and_recovery_loses_nothing(
+    dataset: Dataset, chdb_client: Client, fresh_database: str, tmp_path: Path
+) -> None:
+    """Retries exhausted → the flow stops instead of dropping rows; the restarted flow resumes."""
+    events = tmp_path / "events.jsonl"
+    write_records(events, dataset.delivery.records)
+    settings = settings_for(dataset, fresh_database, recovery=tmp_path / "recovery", retries=2)
+    config = recovery_config(settings)
+    assert config is not None
+    epoch = timedelta(seconds=0.2)
+
+    down = FlakyClient(chdb_client, failures=10**9)
+    first = ClickHouseSink(
+        lambda: down, settings.clickhouse, recovery_dir=settings.recovery_dir, backoff_seconds=0.01
+    )  # type: ignore[arg-type, return-value]
+    with pytest.raises(RuntimeError) as failure:  # in the flow, or when finishing after it
+        run_main(
+            make_flow(settings, replay=events, drain_at_eof=True, sink=first),
+            epoch_interval=epoch,
+            recovery_config=config,
+        )
+        first.finish()
+    first.stop()
+    assert any(isinstance(cause, OSError) for cause in causes(failure.value))  # the sink's error
+    assert down.attempts >= 3  # one try and two retries, then the flow stopped
+    assert chdb_client.query(f"SELECT count() FROM {fresh_database}.conversations").result_rows[0][0] == 0
+
+    second = ClickHouseSink(lambda: chdb_client, settings.clickhouse, recovery_dir=settings.recovery_dir)
+    run_main(
+        make_flow(settings, replay=events, drain_at_eof=True, sink=second),
+        epoch_interval=epoch,
+        recovery_config=config,
+    )
+    second.finish()
+    second.stop()
+
+    assert_equal_to_truth(chdb_client, fresh_database, dataset)
