@@ -4,40 +4,18 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
+from support.source_records import load, ms, summary, t
 
 from stitchboard.adapters import connect
 from stitchboard.deadletters import AdapterError
-from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction
+from stitchboard.events import Channel, CustomerIds, Direction
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 RECEIVED = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
 CONVERSATION = "3f6e2b1a-8c4d-4e5f-9a7b-1c2d3e4f5a6b"
 LEG2 = "7d1c0c7e-0b51-4a43-9d0f-2a8a4f0c1a02"
-
-
-def load(name: str) -> dict[str, Any]:
-    return orjson.loads((FIXTURES / name).read_bytes())
-
-
-def t(clock: str) -> datetime:
-    return datetime.fromisoformat(f"2026-03-29T{clock}+00:00")
-
-
-def ms(clock: str) -> int:
-    return int(t(clock).timestamp() * 1000)
-
-
-def summary(events: list[CanonicalEvent]) -> list[tuple[Any, ...]]:
-    rows = [
-        (e.event_type.value, e.event_time, e.leg_id, e.queue, e.agent, e.attributes, e.sequence)
-        for e in events
-    ]
-    return sorted(rows, key=lambda row: (row[1], row[0], row[2] or ""))
 
 
 def test_first_contact_transferred_out() -> None:

@@ -4,43 +4,21 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
+from support.source_records import load, ms, summary, t
 
 from stitchboard.adapters import genesys
 from stitchboard.deadletters import AdapterError
-from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction
+from stitchboard.events import Channel, CustomerIds, Direction
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "genesys"
 RECEIVED = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
 LEG1, LEG2 = "7d1c0c7e-0b51-4a43-9d0f-2a8a4f0c1a01", "7d1c0c7e-0b51-4a43-9d0f-2a8a4f0c1a02"
 
 
-def load(name: str) -> dict[str, Any]:
-    return orjson.loads((FIXTURES / name).read_bytes())
-
-
-def t(clock: str) -> datetime:
-    return datetime.fromisoformat(f"2026-03-29T{clock}+00:00")
-
-
-def ms(clock: str) -> int:
-    return int(t(clock).timestamp() * 1000)
-
-
-def summary(events: list[CanonicalEvent]) -> list[tuple[Any, ...]]:
-    rows = [
-        (e.event_type.value, e.event_time, e.leg_id, e.queue, e.agent, e.attributes, e.sequence)
-        for e in events
-    ]
-    return sorted(rows, key=lambda row: (row[1], row[0], row[2] or ""))
-
-
 def test_voice_record_with_ivr_transfer_holds_acw_wrapup_and_evaluation() -> None:
-    events = genesys.parse(load("voice_ivr_transfer.json"), "acme", RECEIVED)
+    events = genesys.parse(load("genesys/voice_ivr_transfer.json"), "acme", RECEIVED)
     expected = [
         ("arrived", t("08:00:00"), None, None, None, {}, 0),
         ("ivr_step", t("08:00:00"), None, None, None, {"node": "welcome"}, 0),
@@ -72,7 +50,7 @@ def test_voice_record_with_ivr_transfer_holds_acw_wrapup_and_evaluation() -> Non
 
 
 def test_chat_abandoned_in_queue_ends_the_conversation() -> None:
-    events = genesys.parse(load("chat_abandoned.json"), "acme", RECEIVED)
+    events = genesys.parse(load("genesys/chat_abandoned.json"), "acme", RECEIVED)
     leg = "c0ffee00-1111-4222-8333-444455556667"
     assert summary(events) == [
         ("arrived", t("08:00:00"), None, None, None, {}, 0),
@@ -86,7 +64,7 @@ def test_chat_abandoned_in_queue_ends_the_conversation() -> None:
 
 
 def test_ivr_contained_marks_the_disconnect_self_served() -> None:
-    events = genesys.parse(load("ivr_contained.json"), "acme", RECEIVED)
+    events = genesys.parse(load("genesys/ivr_contained.json"), "acme", RECEIVED)
     assert summary(events) == [
         ("arrived", t("08:00:00"), None, None, None, {}, 0),
         ("ivr_step", t("08:00:00"), None, None, None, {"node": "welcome"}, 0),
@@ -97,7 +75,7 @@ def test_ivr_contained_marks_the_disconnect_self_served() -> None:
 
 
 def test_ivr_hang_up_is_not_self_served() -> None:
-    record = load("ivr_contained.json")
+    record = load("genesys/ivr_contained.json")
     ivr = next(p for p in record["participants"] if p["purpose"] == "ivr")
     ivr["sessions"][0]["segments"][-1]["disconnectType"] = "peer"
     (ending,) = [e for e in genesys.parse(record, "acme", RECEIVED) if e.event_type.value == "disconnected"]
@@ -105,7 +83,7 @@ def test_ivr_hang_up_is_not_self_served() -> None:
 
 
 def test_redelivered_record_gives_identical_ids_and_a_changed_wrapup_a_higher_sequence() -> None:
-    record = load("voice_ivr_transfer.json")
+    record = load("genesys/voice_ivr_transfer.json")
     first = genesys.parse(record, "acme", RECEIVED)
     again = genesys.parse(copy.deepcopy(record), "acme", RECEIVED)
     assert [e.event_id for e in first] == [e.event_id for e in again]
@@ -122,7 +100,7 @@ def test_redelivered_record_gives_identical_ids_and_a_changed_wrapup_a_higher_se
 
 
 def test_wrapup_code_from_segment_when_no_wrapup_object() -> None:
-    record = load("voice_ivr_transfer.json")
+    record = load("genesys/voice_ivr_transfer.json")
     agent = next(p for p in record["participants"] if p.get("userId") == "ann.lee")
     del agent["wrapup"]
     (wrapup,) = [
@@ -132,7 +110,7 @@ def test_wrapup_code_from_segment_when_no_wrapup_object() -> None:
 
 
 def test_presence_notification() -> None:
-    (event,) = genesys.parse(load("user_presence.json"), "acme", RECEIVED)
+    (event,) = genesys.parse(load("genesys/user_presence.json"), "acme", RECEIVED)
     assert (
         event.event_type.value,
         event.agent,
@@ -175,7 +153,7 @@ def test_presence_notification() -> None:
     ],
 )
 def test_rejections_name_the_field(mutate: Any, reason: str, field: str) -> None:
-    record = load("voice_ivr_transfer.json")
+    record = load("genesys/voice_ivr_transfer.json")
     mutate(record)
     with pytest.raises(AdapterError) as caught:
         genesys.parse(record, "acme", RECEIVED)

@@ -3,43 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
+from support.source_records import load, ms, summary, t
 
 from stitchboard.adapters import webhook
 from stitchboard.deadletters import AdapterError
-from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction
+from stitchboard.events import Channel, CustomerIds, Direction
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "webhook"
 RECEIVED = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
 LEG1 = "7d1c0c7e-0b51-4a43-9d0f-2a8a4f0c1a01"
 
 
-def load(name: str) -> dict[str, Any]:
-    return orjson.loads((FIXTURES / name).read_bytes())
-
-
-def t(clock: str) -> datetime:
-    return datetime.fromisoformat(f"2026-03-29T{clock}+00:00")
-
-
-def ms(clock: str) -> int:
-    return int(t(clock).timestamp() * 1000)
-
-
-def summary(events: list[CanonicalEvent]) -> list[tuple[Any, ...]]:
-    rows = [
-        (e.event_type.value, e.event_time, e.leg_id, e.queue, e.agent, e.attributes, e.sequence)
-        for e in events
-    ]
-    return sorted(rows, key=lambda row: (row[1], row[0], row[2] or ""))
-
-
 def test_contact_call_with_ivr_that_queued() -> None:
-    events = webhook.parse(load("contact_call_ivr_queued.json"), "acme", RECEIVED)
+    events = webhook.parse(load("webhook/contact_call_ivr_queued.json"), "acme", RECEIVED)
     assert summary(events) == [
         ("arrived", t("08:00:00"), None, None, None, {}, 0),
         ("ivr_step", t("08:00:00"), None, None, None, {"node": "welcome"}, 0),
@@ -56,7 +34,7 @@ def test_contact_call_with_ivr_that_queued() -> None:
 
 
 def test_contact_ends_in_ivr_or_queue_and_reopens() -> None:
-    contained = webhook.parse(load("contact_call_ivr_contained.json"), "acme", RECEIVED)
+    contained = webhook.parse(load("webhook/contact_call_ivr_contained.json"), "acme", RECEIVED)
     assert summary(contained)[-1] == (
         "disconnected",
         t("08:01:35"),
@@ -66,12 +44,12 @@ def test_contact_ends_in_ivr_or_queue_and_reopens() -> None:
         {"self_served": True},
         0,
     )
-    abandoned = webhook.parse(load("contact_chat_abandoned.json"), "acme", RECEIVED)
+    abandoned = webhook.parse(load("webhook/contact_chat_abandoned.json"), "acme", RECEIVED)
     assert summary(abandoned) == [
         ("arrived", t("08:00:00"), None, None, None, {}, 0),
         ("disconnected", t("08:00:06"), None, None, None, {}, 0),
     ]
-    email = webhook.parse(load("contact_email_reopened.json"), "acme", RECEIVED)
+    email = webhook.parse(load("webhook/contact_email_reopened.json"), "acme", RECEIVED)
     assert summary(email) == [
         ("arrived", t("08:00:00"), None, None, None, {}, 0),
         ("ticket_reopened", t("13:33:20"), None, None, None, {}, 0),
@@ -80,12 +58,12 @@ def test_contact_ends_in_ivr_or_queue_and_reopens() -> None:
 
 
 def test_queue_and_agent_call_for_a_transferred_leg() -> None:
-    queue = webhook.parse(load("queue_call_answered.json"), "acme", RECEIVED)
+    queue = webhook.parse(load("webhook/queue_call_answered.json"), "acme", RECEIVED)
     assert summary(queue) == [
         ("queued", t("08:00:40"), LEG1, "billing", None, {}, 0),
         ("answered", t("08:00:55"), LEG1, "billing", "ann.lee", {}, 0),
     ]
-    agent = webhook.parse(load("agent_call_transfer.json"), "acme", RECEIVED)
+    agent = webhook.parse(load("webhook/agent_call_transfer.json"), "acme", RECEIVED)
     assert summary(agent) == [
         ("answered", t("08:00:55"), LEG1, "billing", "ann.lee", {}, 0),
         ("hold", t("08:01:10"), LEG1, "billing", "ann.lee", {}, 0),
@@ -99,7 +77,7 @@ def test_queue_and_agent_call_for_a_transferred_leg() -> None:
 
 
 def test_agent_call_final_version_with_changed_wrapup_and_qa() -> None:
-    events = webhook.parse(load("agent_call_final.json"), "acme", RECEIVED)
+    events = webhook.parse(load("webhook/agent_call_final.json"), "acme", RECEIVED)
     leg = "7d1c0c7e-0b51-4a43-9d0f-2a8a4f0c1a02"
     assert summary(events)[-3:] == [
         ("acw_end", t("08:09:20"), leg, "tech", "bob.ray", {}, 0),
@@ -111,8 +89,8 @@ def test_agent_call_final_version_with_changed_wrapup_and_qa() -> None:
 
 def test_sms_queue_and_agent() -> None:
     leg = "a5a5a5a5-0000-4000-8000-000000000002"
-    queue = webhook.parse(load("queue_sms_answered.json"), "acme", RECEIVED)
-    agent = webhook.parse(load("agent_sms.json"), "acme", RECEIVED)
+    queue = webhook.parse(load("webhook/queue_sms_answered.json"), "acme", RECEIVED)
+    agent = webhook.parse(load("webhook/agent_sms.json"), "acme", RECEIVED)
     assert {e.channel for e in queue + agent} == {Channel.MESSAGING}
     assert summary(agent) == [
         ("answered", t("09:20:00"), leg, "support", "eve.kim", {}, 0),
@@ -123,7 +101,7 @@ def test_sms_queue_and_agent() -> None:
 
 
 def test_missed_call_dedupes_with_the_queue_webhook() -> None:
-    missed = webhook.parse(load("missed_call.json"), "acme", RECEIVED)
+    missed = webhook.parse(load("webhook/missed_call.json"), "acme", RECEIVED)
     leg = "b7b7b7b7-0000-4000-8000-000000000002"
     assert summary(missed) == [
         ("queued", t("08:10:00"), leg, "billing", None, {}, 0),
@@ -146,7 +124,7 @@ def test_missed_call_dedupes_with_the_queue_webhook() -> None:
 
 
 def test_agent_status() -> None:
-    (event,) = webhook.parse(load("agent_status.json"), "acme", RECEIVED)
+    (event,) = webhook.parse(load("webhook/agent_status.json"), "acme", RECEIVED)
     assert (event.event_type.value, event.agent, event.attributes, event.event_time) == (
         "agent_state_changed",
         "ann.lee",
@@ -171,7 +149,7 @@ def test_agent_status() -> None:
     ],
 )
 def test_rejections_name_the_field(mutate: Any, reason: str, field: str) -> None:
-    payload = load("agent_call_final.json")
+    payload = load("webhook/agent_call_final.json")
     mutate(payload)
     with pytest.raises(AdapterError) as caught:
         webhook.parse(payload, "acme", RECEIVED)
