@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from support.source_records import load
 
 from stitchboard.adapters import normalise
 from stitchboard.deadletters import DeadLetter
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 TRANSPORT_TIME = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
 
 
 def envelope(source: str, payload: Any, **extra: Any) -> bytes:
     document = {"tenant": "acme", "source": source, "received_at": "2026-03-29T11:00:00Z", "payload": payload}
     return orjson.dumps(document | extra)
-
-
-def fixture(name: str) -> dict[str, Any]:
-    return orjson.loads((FIXTURES / name).read_bytes())
 
 
 def dead(raw: bytes) -> DeadLetter:
@@ -43,7 +38,7 @@ def dead(raw: bytes) -> DeadLetter:
     ],
 )
 def test_every_source_dispatches_and_stamps_the_envelope_time(source: str, name: str) -> None:
-    events = normalise(envelope(source, fixture(name)), "f:1", TRANSPORT_TIME)
+    events = normalise(envelope(source, load(name)), "f:1", TRANSPORT_TIME)
     assert isinstance(events, list) and events
     assert {(e.tenant, e.source, e.ingest_time) for e in events} == {
         ("acme", source, datetime(2026, 3, 29, 11, 0, tzinfo=UTC))
@@ -51,19 +46,17 @@ def test_every_source_dispatches_and_stamps_the_envelope_time(source: str, name:
 
 
 def test_transport_time_when_envelope_has_none() -> None:
-    raw = orjson.dumps(
-        {"tenant": "acme", "source": "webhook", "payload": fixture("webhook/agent_status.json")}
-    )
+    raw = orjson.dumps({"tenant": "acme", "source": "webhook", "payload": load("webhook/agent_status.json")})
     (event,) = normalise(raw, "", TRANSPORT_TIME)  # type: ignore[misc]
     assert event.ingest_time == TRANSPORT_TIME
 
 
 def test_heartbeat_is_no_events_not_a_dead_letter() -> None:
-    assert normalise(envelope("connect_agent", fixture("connect_agent/heart_beat.json"))) == []
+    assert normalise(envelope("connect_agent", load("connect_agent/heart_beat.json"))) == []
 
 
 def voice_record(**changes: Any) -> dict[str, Any]:
-    return fixture("genesys/voice_ivr_transfer.json") | changes
+    return load("genesys/voice_ivr_transfer.json") | changes
 
 
 def deep(levels: int) -> bytes:
@@ -101,12 +94,12 @@ def deep(levels: int) -> bytes:
             "Start",
         ),
         (
-            envelope("webhook", fixture("webhook/agent_sms.json") | {"event": "agent.fax"}),
+            envelope("webhook", load("webhook/agent_sms.json") | {"event": "agent.fax"}),
             "unknown_channel",
             "fax",
         ),
         (
-            envelope("webhook", fixture("webhook/agent_sms.json") | {"event": "x.sms"}),
+            envelope("webhook", load("webhook/agent_sms.json") | {"event": "x.sms"}),
             "unknown_event_type",
             "x.sms",
         ),
@@ -130,6 +123,6 @@ def test_dead_letter_keeps_tenant_source_and_envelope_time() -> None:
 
 
 def test_identifier_too_long_is_a_schema_error_naming_the_field() -> None:
-    letter = dead(envelope("webhook", fixture("webhook/agent_sms.json") | {"agent": "a" * 300}))
+    letter = dead(envelope("webhook", load("webhook/agent_sms.json") | {"agent": "a" * 300}))
     assert letter.reason == "schema"
     assert "agent" in letter.detail
