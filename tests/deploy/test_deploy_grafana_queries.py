@@ -20,6 +20,7 @@ from grafana_sql import (
     panel_queries,
     variable_queries,
 )
+from support.rows import conversation_row
 
 from sinks.clickhouse import ClickHouseWriter
 from stitchboard.deadletters import DeadLetter
@@ -95,37 +96,10 @@ def interval_row(
 def conversation(
     tenant: str, conversation_id: str, queue: str, updated_at: datetime, **changes: Any
 ) -> ConversationRow:
-    row = ConversationRow(
-        tenant=tenant,
-        conversation_id=conversation_id,
-        version=1,
-        status="open",
-        channel="voice",
-        direction="inbound",
-        started_at=NOW - timedelta(hours=1),
-        ended_at=None,
-        first_queue=queue,
-        last_queue=queue,
-        queues=(queue,),
-        agents=(),
-        legs=1,
-        transfers=0,
-        answered=False,
-        abandoned=False,
-        ivr_outcome="",
-        wait_ms=0,
-        talk_ms=0,
-        hold_ms=0,
-        acw_ms=0,
-        handle_ms=0,
-        wrapup_code="",
-        qa_score=None,
-        reopened=0,
-        intent="",
-        customer_keys=(),
-        updated_at=updated_at,
+    fields = {"started_at": NOW - timedelta(hours=1)} | changes
+    return conversation_row(
+        tenant=tenant, conversation_id=conversation_id, queue=queue, updated_at=updated_at, **fields
     )
-    return replace(row, **changes)
 
 
 def interval_rows() -> list[IntervalRow]:

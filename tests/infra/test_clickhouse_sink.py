@@ -1,10 +1,10 @@
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError, ProgrammingError
+from support.rows import conversation_row
 
 from sinks.clickhouse import ClickHouseWriter, to_row
 from stitchboard.deadletters import DeadLetter
@@ -15,37 +15,10 @@ T0 = datetime(2026, 3, 29, 0, 45, tzinfo=UTC)
 
 
 def conversation(conversation_id: str = "c1", version: int = 1, **changes: Any) -> ConversationRow:
-    row = ConversationRow(
-        tenant="acme",
-        conversation_id=conversation_id,
-        version=version,
-        status="open",
-        channel="voice",
-        direction="inbound",
-        started_at=T0,
-        ended_at=None,
-        first_queue="sales",
-        last_queue="sales",
-        queues=("sales",),
-        agents=(),
-        legs=1,
-        transfers=0,
-        answered=False,
-        abandoned=False,
-        ivr_outcome="",
-        wait_ms=0,
-        talk_ms=0,
-        hold_ms=0,
-        acw_ms=0,
-        handle_ms=0,
-        wrapup_code="",
-        qa_score=None,
-        reopened=0,
-        intent="",
-        customer_keys=("ani:+441234",),
-        updated_at=T0 + timedelta(seconds=1),
+    defaults = {"customer_keys": ("ani:+441234",), "updated_at": T0 + timedelta(seconds=1)}
+    return conversation_row(
+        conversation_id=conversation_id, version=version, started_at=T0, **(defaults | changes)
     )
-    return replace(row, **changes)
 
 
 def interval(status: str = "provisional", version: int = 1, **metrics: int) -> IntervalRow:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pickle
 from datetime import UTC, datetime, timedelta
 
+from support.rows import conversation_row
+
 from stitchboard.journeys import (
     Contact,
     TenantJourneys,
@@ -38,32 +40,17 @@ def row(
     version: int = 5,
     minutes: int = 10,
 ) -> ConversationRow:
-    return ConversationRow(
-        tenant="acme",
+    return conversation_row(
         conversation_id=conversation_id,
         version=version,
         status="ended",
         channel=channel,
-        direction="inbound",
         started_at=start,
         ended_at=start + timedelta(minutes=minutes),
-        first_queue="billing",
-        last_queue="billing",
-        queues=("billing",),
+        queue="billing",
         agents=agents,
-        legs=1,
-        transfers=0,
         answered=True,
-        abandoned=False,
-        ivr_outcome="",
-        wait_ms=0,
-        talk_ms=0,
-        hold_ms=0,
-        acw_ms=0,
-        handle_ms=0,
         wrapup_code=wrapup,
-        qa_score=None,
-        reopened=0,
         intent=intent,
         customer_keys=tuple(sorted(keys)),
         updated_at=NOW,
