@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from support.events import T0, event
 
 from stitchboard.contributions import Contributions
-from stitchboard.events import CanonicalEvent, Channel, CustomerIds, EventType
+from stitchboard.events import CanonicalEvent, Channel, EventType
 from stitchboard.metrics import (
     CATALOGUE,
     DERIVED,
@@ -22,45 +23,9 @@ from stitchboard.metrics import (
 from stitchboard.settings import TenantSettings
 from stitchboard.stitching import Conversation, ConversationState
 
-T0 = datetime(2026, 3, 29, 8, 0, tzinfo=UTC)
 TENANT = TenantSettings(service_level_seconds=20, short_abandon_seconds=10)
 ROOT = Path(__file__).resolve().parents[2]
 Figures = dict[tuple[str, str, float], int]
-
-
-def event(
-    kind: EventType,
-    seconds: float,
-    *,
-    conversation: str = "c1",
-    channel: Channel = Channel.VOICE,
-    leg: str | None = None,
-    queue: str | None = None,
-    agent: str | None = None,
-    sequence: int = 0,
-    event_id: str | None = None,
-    customer: CustomerIds | None = None,
-    intent: str | None = None,
-    **attributes: str | int | bool,
-) -> CanonicalEvent:
-    """A canonical event ``seconds`` after T0; the id is derived from its identity, like adapters do."""
-    return CanonicalEvent(
-        tenant="acme",
-        source="webhook",
-        event_id=event_id or f"{conversation}:{leg}:{kind.value}:{seconds}",
-        conversation_id=conversation,
-        leg_id=leg,
-        channel=channel,
-        event_type=kind,
-        event_time=T0 + timedelta(seconds=seconds),
-        ingest_time=T0 + timedelta(seconds=seconds + 2),
-        queue=queue,
-        agent=agent,
-        customer=customer or CustomerIds(),
-        intent=intent,
-        attributes=dict(attributes),
-        sequence=sequence,
-    )
 
 
 def stitched(events: list[CanonicalEvent]) -> Conversation:

@@ -6,53 +6,19 @@ import pickle
 import random
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
+from support.events import T0, event
 
 from stitchboard.contributions import ContributionKey, Delta
-from stitchboard.events import CanonicalEvent, Channel, CustomerIds, EventType
+from stitchboard.events import CanonicalEvent, CustomerIds, EventType
 from stitchboard.metrics import contributions
 from stitchboard.settings import TenantSettings
 from stitchboard.stitching import CONFLICT_REASON, AddResult, ConversationState, StitchOutcome, stitch, to_row
 
-T0 = datetime(2026, 3, 29, 8, 0, tzinfo=UTC)
 TENANT = TenantSettings()
 E = EventType
-
-
-def event(
-    kind: EventType,
-    seconds: float,
-    *,
-    conversation: str = "c1",
-    leg: str | None = None,
-    queue: str | None = None,
-    agent: str | None = None,
-    sequence: int = 0,
-    event_id: str | None = None,
-    customer: CustomerIds | None = None,
-    intent: str | None = None,
-    received: float | None = None,
-    **attributes: str | int | bool,
-) -> CanonicalEvent:
-    return CanonicalEvent(
-        tenant="acme",
-        source="genesys",
-        event_id=event_id or f"{conversation}:{leg}:{kind.value}:{seconds}",
-        conversation_id=conversation,
-        leg_id=leg,
-        channel=Channel.VOICE,
-        event_type=kind,
-        event_time=T0 + timedelta(seconds=seconds),
-        ingest_time=T0 + timedelta(seconds=received if received is not None else seconds + 1),
-        queue=queue,
-        agent=agent,
-        customer=customer or CustomerIds(),
-        intent=intent,
-        attributes=dict(attributes),
-        sequence=sequence,
-    )
 
 
 def transferred_call() -> list[CanonicalEvent]:

@@ -1,0 +1,46 @@
+"""A CanonicalEvent builder for domain tests: ``seconds`` after T0, with an id derived like adapters do."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from stitchboard.events import CanonicalEvent, Channel, CustomerIds, EventType
+
+T0 = datetime(2026, 3, 29, 8, 0, tzinfo=UTC)
+
+
+def event(
+    kind: EventType,
+    seconds: float,
+    *,
+    conversation: str = "c1",
+    channel: Channel = Channel.VOICE,
+    leg: str | None = None,
+    queue: str | None = None,
+    agent: str | None = None,
+    sequence: int = 0,
+    event_id: str | None = None,
+    customer: CustomerIds | None = None,
+    intent: str | None = None,
+    received: float | None = None,
+    source: str = "genesys",
+    **attributes: str | int | bool,
+) -> CanonicalEvent:
+    """``received`` (seconds after T0) is the ingest time; by default a second after the event."""
+    return CanonicalEvent(
+        tenant="acme",
+        source=source,
+        event_id=event_id or f"{conversation}:{leg}:{kind.value}:{seconds}",
+        conversation_id=conversation,
+        leg_id=leg,
+        channel=channel,
+        event_type=kind,
+        event_time=T0 + timedelta(seconds=seconds),
+        ingest_time=T0 + timedelta(seconds=received if received is not None else seconds + 1),
+        queue=queue,
+        agent=agent,
+        customer=customer or CustomerIds(),
+        intent=intent,
+        attributes=dict(attributes),
+        sequence=sequence,
+    )
