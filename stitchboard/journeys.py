@@ -42,7 +42,9 @@ LATE_CHANGE = "late_change"
 
 
 def frustration_thresholds(journeys: JourneySettings) -> FrustrationThresholds:
-    return FrustrationThresholds(1000 * journeys.long_duration_seconds, journeys.many_transfers, journeys.many_steps)
+    return FrustrationThresholds(
+        1000 * journeys.long_duration_seconds, journeys.many_transfers, journeys.many_steps
+    )
 
 
 @dataclass(frozen=True, slots=True)
