@@ -43,13 +43,13 @@ def build_flow(
     by_tenant_arrival = op.key_on("by_tenant_arrival", presence.falses, steps.event_tenant)
     numbered = op.key_rm("numbered", op.stateful_map("arrival_number", by_tenant_arrival, steps.number))
     by_conversation = op.key_on("by_conversation", numbered, steps.numbered_conversation_key)
-    stitched = op.stateful("stitch", by_conversation, lambda resume: steps.StitchStep(settings, resume))
+    stitched = op.stateful_batch("stitch", by_conversation, lambda resume: steps.StitchStep(settings, resume))
     stitched_items = op.key_rm("stitched_unkeyed", stitched)
     feeds = op.branch("tenant_feed", stitched_items, steps.is_tenant_feed)
     conversation_out = op.branch("stitch_rejects", feeds.falses, steps.is_dead_letter)
 
     by_tenant = op.key_on("by_tenant", feeds.trues, steps.feed_tenant)
-    intervals = op.stateful(
+    intervals = op.stateful_batch(
         "intervals", by_tenant, lambda resume: steps.IntervalStep(settings, resume, drain_at_eof)
     )
     interval_rows = op.flatten("interval_rows", op.key_rm("intervals_unkeyed", intervals))

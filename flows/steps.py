@@ -168,7 +168,7 @@ class StitchStep(StatefulBatchLogic[Numbered, Any, ConversationState]):
     def on_notify(self) -> tuple[list[Any], bool]:
         """Quiet for the retention: forget it if it ended, or if it has been silent far too long."""
         now = _now()
-        if self._state is None or self._state.conversation().ended or now >= self._stale_at:
+        if self._state is None or self._state.ended or now >= self._stale_at:
             return [], StatefulBatchLogic.DISCARD
         self._evict_at = min(now + self._retention, self._stale_at)
         return [], StatefulBatchLogic.RETAIN

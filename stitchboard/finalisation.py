@@ -107,6 +107,8 @@ class IntervalBook:
         self._dropped: list[Delta] = []
         self._dropped_total = 0
         self._last_provisional_at: datetime | None = None
+        self._last_at: datetime | None = None
+        self._last_spans: tuple[tuple[int, datetime, datetime], ...] = ()
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -147,14 +149,13 @@ class IntervalBook:
             self._dropped.append(delta)
             self._dropped_total += 1
             return
-        for minutes in self._lengths:
-            interval = interval_of(delta.key.at, self._zone, minutes)
-            key = (minutes, delta.key.queue, delta.key.channel, interval.start)
+        for minutes, start, end in self._spans(delta.key.at):
+            key = (minutes, delta.key.queue, delta.key.channel, start)
             bucket = self._buckets.get(key)
             if bucket is None:
-                bucket = _Bucket(end=interval.end, figures=[0] * len(self._metric_names))
+                bucket = _Bucket(end=end, figures=[0] * len(self._metric_names))
                 self._buckets[key] = bucket
-                heapq.heappush(self._open, (interval.end, key))
+                heapq.heappush(self._open, (end, key))
             if bucket.published is None:
                 assert bucket.figures is not None
                 bucket.figures[index] += delta.value
@@ -166,6 +167,18 @@ class IntervalBook:
                 bucket.figures[index] += delta.value
                 bucket.reasons.add(delta.reason)
                 self._pending[key] = None
+
+    def _spans(self, at: datetime) -> tuple[tuple[int, datetime, datetime], ...]:
+        """(length, start, end) of every interval containing ``at``; the deltas of one event
+        mostly share an instant, so the last answer is kept."""
+        if at != self._last_at:
+            self._last_at = at
+            self._last_spans = tuple(
+                (minutes, interval.start, interval.end)
+                for minutes in self._lengths
+                for interval in (interval_of(at, self._zone, minutes),)
+            )
+        return self._last_spans
 
     def flush(self, now: datetime, *, all_provisional: bool = False) -> Flushed:
         """Finalise what the watermark allows, publish provisional changes and restatements, evict.
@@ -184,6 +197,25 @@ class IntervalBook:
         restated, restatements = self._restate(now)
         self.evict()
         return Flushed(provisional, final, restated, restatements, self._take_dropped())
+
+    def due(self, now: datetime) -> bool:
+        """Whether ``flush(now)`` would publish, finalise, restate, drop or evict anything.
+
+        Flushing after every event keeps finalisation exact; this check makes the many flushes
+        that would do nothing cost almost nothing. It advances the watermark as ``flush`` would.
+        """
+        if self._pending or self._dropped:
+            return True
+        watermark = self._watermark.advance(now)
+        if watermark is not None:
+            if self._open and self._open[0][0] <= watermark - self._lateness:
+                return True
+            if self._closed and self._closed[0][0] <= watermark - self._horizon:
+                return True
+        if self._dirty:
+            last = self._last_provisional_at
+            return last is None or now - last >= self._provisional_every
+        return False
 
     def drain(self, now: datetime) -> Flushed:
         """End of input (bounded replay): finalise every open bucket and publish pending corrections."""

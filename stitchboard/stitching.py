@@ -17,10 +17,11 @@ from enum import StrEnum
 from hashlib import blake2b
 from typing import Literal
 
-from stitchboard.contributions import ContributionKey, Contributions, Delta, diff
+from stitchboard.contributions import ContributionKey, Contributions, Delta
 from stitchboard.deadletters import DeadLetter
 from stitchboard.events import CanonicalEvent, Channel, Direction, EventType
 from stitchboard.metrics import METRIC_INDEX, METRIC_NAMES, ValueKey, contribution_values
+from stitchboard.paths import conversation_path
 from stitchboard.rows import ConversationRow
 from stitchboard.settings import TenantSettings
 
@@ -312,6 +313,21 @@ def _id_hash(event_id: str) -> int:
 _Record = tuple[int, int, int, int, int, str | None, str | None, str | None, object, object]
 
 
+def _order_key(key: int, record: _Record) -> tuple[int, int, int]:
+    """Replay order: event time, then lifecycle order of the type, then the id hash."""
+    return (record[0], record[1], key)
+
+
+def _last_order_key(records: dict[int, _Record]) -> tuple[int, int, int]:
+    key, record = next(reversed(records.items()))
+    return _order_key(key, record)
+
+
+def _in_replay_order(records: dict[int, _Record]) -> dict[int, _Record]:
+    """The records re-inserted in replay order, so replaying them needs no sort per event."""
+    return dict(sorted(records.items(), key=lambda item: _order_key(item[0], item[1])))
+
+
 class ConversationState:
     """Everything the stitcher keeps for one (tenant, conversation): small and picklable.
 
@@ -320,7 +336,7 @@ class ConversationState:
     order), then that id hash: deterministic whatever the delivery order.
     """
 
-    __slots__ = ("_base", "_emitted", "_records", "_version", "conversation_id", "tenant")
+    __slots__ = ("_base", "_emitted", "_ended", "_records", "_version", "conversation_id", "tenant")
 
     def __init__(self, tenant: str, conversation_id: str) -> None:
         self.tenant = tenant
@@ -329,12 +345,15 @@ class ConversationState:
         self._records: dict[int, _Record] = {}
         self._version = 0
         self._emitted: tuple[object, ...] = ()  # (channel, (queue, at, metric, value, ...), ...)
+        self._ended: bool | None = None  # of the last summary; not pickled
 
     def __getstate__(self) -> tuple[object, ...]:
         return (self.tenant, self.conversation_id, self._base, self._records, self._version, self._emitted)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         (self.tenant, self.conversation_id, self._base, self._records, self._version, self._emitted) = state  # type: ignore[assignment]
+        self._records = _in_replay_order(self._records)
+        self._ended = None
 
     @classmethod
     def for_event(cls, event: CanonicalEvent) -> ConversationState:
@@ -381,7 +400,7 @@ class ConversationState:
         customer_keys = tuple(event.customer.keys())
         if event.intent is not None or customer_keys:
             extra = (event.intent, customer_keys)
-        self._records[key] = (
+        record: _Record = (
             moment - self._base,
             _TYPE_INDEX[event.event_type],
             event.sequence,
@@ -393,7 +412,14 @@ class ConversationState:
             _intern(value) if isinstance(value, str) else value,
             extra,
         )
+        records = self._records
+        if known is None and (not records or _order_key(key, record) > _last_order_key(records)):
+            records[key] = record  # the common case: a new event later than every stored one
+        else:
+            records[key] = record
+            self._records = _in_replay_order(records)
         self._version += 1
+        self._ended = None
         return AddResult.APPLIED
 
     def is_evictable(
@@ -409,14 +435,23 @@ class ConversationState:
         quiet = now_event_time - last
         if stale_after is not None and quiet >= stale_after:
             return True
-        return quiet >= retention and self.conversation().ended
+        return quiet >= retention and self.ended
+
+    @property
+    def ended(self) -> bool:
+        """Whether the conversation has ended; remembered from the last summary until the next event,
+        because eviction timers ask every open conversation again and again."""
+        if self._ended is None:
+            self._ended = self.conversation().ended
+        return self._ended
 
     def conversation(self) -> Conversation:
         """Replay the stored events in event-time order into the stitched summary."""
         if self._base is None:
             raise ValueError(f"conversation {self.conversation_id} has no events yet")
         base = self._base
-        ordered = sorted(self._records.items(), key=lambda item: (item[1][0], item[1][1], item[0]))
+        ordered = self._records.items()  # kept in replay order by ``add``
+        first: _Record | None = None
         legs: dict[str, _LegBuilder] = {}
         arrived_at: datetime | None = None
         disconnected_at: datetime | None = None
@@ -428,7 +463,10 @@ class ConversationState:
         intent: str | None = None
         conferences = 0
         anchored = False
-        for _, (relative, kind_index, _seq, _fp, _cd, leg_id, queue, agent, value, extra) in ordered:
+        for _, record in ordered:
+            relative, kind_index, _seq, _fp, _cd, leg_id, queue, agent, value, extra = record
+            if first is None:
+                first = record
             kind = _TYPES[kind_index]
             at = from_micros(base + relative)
             anchored = anchored or kind_index not in _AFTERMATH_INDEXES
@@ -460,7 +498,8 @@ class ConversationState:
                 _apply_to_leg(leg, kind, at, queue, agent, value)
         frozen = tuple(leg.freeze() for leg in legs.values())
         frozen = tuple(sorted(frozen, key=lambda leg: (_leg_start(leg) is None, _leg_start(leg) or _EPOCH)))
-        started_at = arrived_at or from_micros(base + ordered[0][1][0])
+        assert first is not None
+        started_at = arrived_at or from_micros(base + first[0])
         ivr_outcome, ivr_outcome_at = _ivr_outcome(
             frozen, ivr_steps, disconnected_at, ivr_abandoned_at, self_served
         )
@@ -470,7 +509,8 @@ class ConversationState:
             leg.acw_end is not None or leg.acw_start is None for leg in frozen if leg.answered_at is not None
         ):
             ended_at = max([customer_end, *(leg.acw_end for leg in frozen if leg.acw_end is not None)])
-        channel_direction = ordered[0][1][4]
+        channel_direction = first[4]
+        self._ended = ended_at is not None
         return Conversation(
             tenant=self.tenant,
             conversation_id=self.conversation_id,
@@ -534,6 +574,35 @@ class ConversationState:
                 if current:
                     after[ContributionKey(queue, channel, metric, at)] = current
         return before, after
+
+    def deltas(self, tenant: str, channel: str, values: dict[ValueKey, int], reason: str) -> list[Delta]:
+        """Remember ``values`` and return the deltas from the last emitted ones, in key order.
+
+        The same deltas as ``diff(tenant, *self.remember(channel, values), reason)``, built from
+        plain tuples: sorting `ContributionKey` dataclasses per event costs more than the rest.
+        """
+        compact = self._compact(channel, values)
+        if compact == self._emitted:
+            return []
+        old_channel, old = self._emitted_values()
+        self._emitted = compact
+        changes: list[tuple[str, str, str, datetime, int]] = []
+        if old_channel == channel:
+            for key, current in values.items():
+                previous = old.pop(key, 0)
+                if previous != current:
+                    changes.append((key[0], channel, key[1], key[2], current - previous))
+            changes.extend((key[0], channel, key[1], key[2], -value) for key, value in old.items() if value)
+        else:
+            changes.extend(
+                (key[0], old_channel, key[1], key[2], -value) for key, value in old.items() if value
+            )
+            changes.extend((key[0], channel, key[1], key[2], value) for key, value in values.items() if value)
+        changes.sort()
+        return [
+            Delta(tenant, ContributionKey(queue, chan, metric, at), value, reason)
+            for queue, chan, metric, at, value in changes
+        ]
 
     def _compact(self, channel: str, values: dict[ValueKey, int]) -> tuple[object, ...]:
         """A canonical, pickle-friendly form: (channel, (queue, at, metric, value, metric, value…), …)."""
@@ -699,6 +768,7 @@ def to_row(
         intent=intent,
         customer_keys=conversation.customer_keys,
         updated_at=updated_at,
+        path=conversation_path(conversation),
     )
 
 
@@ -711,6 +781,7 @@ class StitchOutcome:
     row: ConversationRow | None
     deltas: list[Delta]
     dead_letter: DeadLetter | None
+    conversation: Conversation | None = None  # the summary after an applied event
 
 
 def stitch(
@@ -718,6 +789,8 @@ def stitch(
     event: CanonicalEvent,
     tenant: TenantSettings,
     updated_at: datetime | None = None,
+    *,
+    with_row: bool = True,
 ) -> StitchOutcome:
     """Apply one event: the new row and exact contribution deltas, or a dead letter on conflict.
 
@@ -725,6 +798,8 @@ def stitch(
     returned. Deltas are computed against the contributions this state last emitted, so they
     retract exactly what was published even if rules or settings changed in between. The delta
     reason is the event type that caused the change; the interval book decides lateness.
+    ``with_row=False`` skips the row (a caller stitching a batch publishes only the last one, from
+    ``outcome.conversation``).
     """
     current = state if state is not None else ConversationState.for_event(event)
     result = current.add(event)
@@ -743,7 +818,6 @@ def stitch(
     conversation = current.conversation()
     channel = conversation.channel.value
     values = contribution_values(conversation, tenant)
-    before, after = current.remember(channel, values)
-    deltas = diff(event.tenant, before, after, event.event_type.value)
-    row = to_row(conversation, updated_at or event.ingest_time, tenant)
-    return StitchOutcome(current, result, row, deltas, None)
+    deltas = current.deltas(event.tenant, channel, values, event.event_type.value)
+    row = to_row(conversation, updated_at or event.ingest_time, tenant) if with_row else None
+    return StitchOutcome(current, result, row, deltas, None, conversation)

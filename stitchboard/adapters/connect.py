@@ -235,7 +235,7 @@ def _queue(builder: EventBuilder, queue_info: Fields | None, leg_id: str, answer
     builder.emit(EventType.QUEUED, enqueued, (leg_id,), leg_id=leg_id, queue=queue)
     if not answered:
         dequeued = queue_info.time("DequeueTimestamp")
-        check_order(enqueued, dequeued, queue_info.where)
+        check_order(enqueued, dequeued, queue_info)
         builder.emit(EventType.ABANDONED, dequeued, (leg_id,), leg_id=leg_id, queue=queue)
     return queue
 

@@ -74,23 +74,33 @@ def parse_envelope(document: Any, fallback_received_at: datetime) -> Envelope:
 
 def parse_time(value: Any, where: str) -> datetime:
     """An ISO-8601 instant with a zone, inside 2000..2100, as a UTC datetime."""
+    return _parse_time(value, where, "")
+
+
+def _parse_time(value: Any, where: str | Fields, key: str) -> datetime:
+    """``parse_time`` naming the field ``where`` (a path, or ``key`` of an object) only on error."""
+
+    def place() -> str:
+        return where if isinstance(where, str) else where.path(key)
+
     if not isinstance(value, str):
-        raise AdapterError("schema", f"{where} must be an ISO-8601 string, got {type(value).__name__}")
+        raise AdapterError("schema", f"{place()} must be an ISO-8601 string, got {type(value).__name__}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise AdapterError("bad_timestamp", f"{where} is not an ISO-8601 timestamp: {value!r}") from exc
+        raise AdapterError("bad_timestamp", f"{place()} is not an ISO-8601 timestamp: {value!r}") from exc
     if parsed.tzinfo is None:
-        raise AdapterError("bad_timestamp", f"{where} has no time zone: {value!r}")
+        raise AdapterError("bad_timestamp", f"{place()} has no time zone: {value!r}")
     parsed = parsed.astimezone(UTC)
     if not EARLIEST_EVENT_TIME <= parsed < LATEST_EVENT_TIME:
-        raise AdapterError("bad_timestamp", f"{where} is outside 2000..2100: {value!r}")
+        raise AdapterError("bad_timestamp", f"{place()} is outside 2000..2100: {value!r}")
     return parsed
 
 
-def check_order(start: datetime, end: datetime | None, where: str) -> None:
+def check_order(start: datetime, end: datetime | None, where: str | Fields) -> None:
     if end is not None and end < start:
-        raise AdapterError("bad_timestamp", f"{where} ends before it starts")
+        place = where if isinstance(where, str) else where.where
+        raise AdapterError("bad_timestamp", f"{place} ends before it starts")
 
 
 def millis(moment: datetime) -> int:
@@ -99,15 +109,41 @@ def millis(moment: datetime) -> int:
 
 
 class Fields:
-    """Typed access to one JSON object, reporting problems with the object's path."""
+    """Typed access to one JSON object, reporting problems with the object's path.
 
-    __slots__ = ("data", "where")
+    A nested object's path is spelled out only when a message needs it: most records are valid,
+    and building every path eagerly cost more than reading the fields.
+    """
+
+    __slots__ = ("_index", "_key", "_parent", "_where", "data")
 
     def __init__(self, data: Any, where: str) -> None:
+        self._where: str | None = where
+        self._parent: Fields | None = None
+        self._key = ""
+        self._index: int | None = None
+        self.data: dict[str, Any] = self._checked(data)
+
+    @classmethod
+    def _child(cls, data: Any, parent: Fields, key: str, index: int | None = None) -> Fields:
+        child = cls.__new__(cls)
+        child._where, child._parent, child._key, child._index = None, parent, key, index
+        child.data = child._checked(data)
+        return child
+
+    def _checked(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
-            raise AdapterError("schema", f"{where} must be an object, got {type(data).__name__}")
-        self.data: dict[str, Any] = data
-        self.where = where
+            raise AdapterError("schema", f"{self.where} must be an object, got {type(data).__name__}")
+        return data
+
+    @property
+    def where(self) -> str:
+        """The object's path in the record, e.g. ``payload.participants[2].sessions[0]``."""
+        if self._where is None:
+            assert self._parent is not None
+            path = self._parent.path(self._key)
+            self._where = path if self._index is None else f"{path}[{self._index}]"
+        return self._where
 
     def path(self, key: str) -> str:
         return f"{self.where}.{key}"
@@ -142,15 +178,15 @@ class Fields:
             if required:
                 raise AdapterError("missing_field", f"{self.path(key)} is missing")
             return None
-        return parse_time(value, self.path(key))
+        return _parse_time(value, self, key)
 
     def obj(self, key: str, required: bool = True) -> Fields | None:
         value = self._get(key, dict, "an object", required)
-        return None if value is None else Fields(value, self.path(key))
+        return None if value is None else Fields._child(value, self, key)
 
     def objects(self, key: str, required: bool = True) -> list[Fields]:
         value = self._get(key, list, "an array", required)
-        return [Fields(item, f"{self.path(key)}[{i}]") for i, item in enumerate(value or [])]
+        return [Fields._child(item, self, key, i) for i, item in enumerate(value or [])]
 
 
 def choose(mapping: dict[str, Any], value: str, reason: str, where: str) -> Any:

@@ -166,7 +166,7 @@ def _segments(session: Fields) -> list[tuple[Fields, str, datetime, datetime | N
             )
         start = segment.time("segmentStart")
         end = segment.time("segmentEnd", required=False)
-        check_order(start, end, segment.where)
+        check_order(start, end, segment)
         result.append((segment, kind, start, end))
     if not result:
         raise AdapterError("missing_field", f"{session.path('segments')} is empty")

