@@ -17,6 +17,7 @@ from typing import Any
 from stitchboard.adapters.envelope import (
     EventBuilder,
     Fields,
+    agent_state_events,
     check_order,
     check_tenant,
     choose,
@@ -161,11 +162,7 @@ def parse_agent_event(payload: dict[str, Any], tenant: str, received_at: datetim
         status = snapshot.obj("AgentStatus")
         assert status is not None
         state = status.text("Name").strip().lower().replace(" ", "_")
-    builder = EventBuilder(tenant, AGENT_SOURCE, received_at, Channel.VOICE)
-    builder.emit(
-        EventType.AGENT_STATE_CHANGED, at, (at.isoformat(), state), agent=agent, attributes={"state": state}
-    )
-    return builder.events
+    return agent_state_events(tenant, AGENT_SOURCE, received_at, agent, state, at)
 
 
 def _check_tags(record: Fields, tenant: str) -> None:
@@ -274,16 +271,7 @@ def _wrapup_and_qa(
     code = attributes.text("wrapupCode", required=False)
     if code is not None:
         at = attributes.time("wrapupSetAt", required=False) or record.time("LastUpdateTimestamp")
-        builder.emit(
-            EventType.WRAPUP_SET,
-            at,
-            (leg_id,),
-            leg_id=leg_id,
-            queue=queue,
-            agent=agent,
-            attributes={"code": code},
-            sequence=millis(at),
-        )
+        builder.wrapup(leg_id, code, at, queue=queue, agent=agent)
     score_text = attributes.text("qaScore", required=False)
     if score_text is not None:
         if not score_text.isdigit() or not 0 <= int(score_text) <= 100:

@@ -259,6 +259,32 @@ class EventBuilder:
             raise AdapterError("schema", describe_validation_error(exc, event_type.value)) from exc
         self.events.append(event)
 
+    def wrapup(
+        self, leg_id: str, code: str, at: datetime, *, queue: str | None = None, agent: str | None = None
+    ) -> None:
+        """A wrap-up code set at ``at``; a later setting of the same leg's code is a higher sequence."""
+        self.emit(
+            EventType.WRAPUP_SET,
+            at,
+            (leg_id,),
+            leg_id=leg_id,
+            queue=queue,
+            agent=agent,
+            attributes={"code": code},
+            sequence=millis(at),
+        )
+
+
+def agent_state_events(
+    tenant: str, source: str, received_at: datetime, agent: str, state: str, at: datetime
+) -> list[CanonicalEvent]:
+    """One agent presence change: the same canonical event whatever platform reported it."""
+    builder = EventBuilder(tenant, source, received_at, Channel.VOICE)
+    builder.emit(
+        EventType.AGENT_STATE_CHANGED, at, (at.isoformat(), state), agent=agent, attributes={"state": state}
+    )
+    return builder.events
+
 
 def describe_validation_error(exc: ValidationError, context: str) -> str:
     first = exc.errors()[0]

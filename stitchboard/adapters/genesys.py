@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from stitchboard.adapters.envelope import EventBuilder, Fields, check_order, check_tenant, choose, millis
+from stitchboard.adapters.envelope import (
+    EventBuilder,
+    Fields,
+    agent_state_events,
+    check_order,
+    check_tenant,
+    choose,
+    millis,
+)
 from stitchboard.deadletters import AdapterError
 from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction, EventType
 
@@ -99,12 +107,7 @@ def _parse_presence(note: Fields, tenant: str, received_at: datetime) -> list[Ca
         PRESENCES, definition.text("systemPresence"), "unknown_event_type", definition.path("systemPresence")
     )
     at = body.time("modifiedDate")
-    builder = EventBuilder(tenant, SOURCE, received_at, Channel.VOICE)
-    agent = match.group("user")
-    builder.emit(
-        EventType.AGENT_STATE_CHANGED, at, (at.isoformat(), state), agent=agent, attributes={"state": state}
-    )
-    return builder.events
+    return agent_state_events(tenant, SOURCE, received_at, match.group("user"), state, at)
 
 
 def _parse_record(record: Fields, tenant: str, received_at: datetime) -> list[CanonicalEvent]:
@@ -298,16 +301,7 @@ def _wrapup(
         if not done:
             return
         code, at = done[-1]
-    builder.emit(
-        EventType.WRAPUP_SET,
-        at,
-        (leg_id,),
-        leg_id=leg_id,
-        queue=queue,
-        agent=agent,
-        attributes={"code": code},
-        sequence=millis(at),
-    )
+    builder.wrapup(leg_id, code, at, queue=queue, agent=agent)
 
 
 def _evaluations(builder: EventBuilder, evaluations: list[Fields], legs: list[_Leg]) -> None:

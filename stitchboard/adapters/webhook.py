@@ -14,6 +14,7 @@ from typing import Any
 from stitchboard.adapters.envelope import (
     EventBuilder,
     Fields,
+    agent_state_events,
     check_order,
     check_tenant,
     choose,
@@ -79,11 +80,7 @@ def _agent_status(hook: Fields, tenant: str, received_at: datetime) -> list[Cano
     agent = hook.text("agent")
     state = hook.text("status").strip().lower()
     at = hook.time("changed_at")
-    builder = EventBuilder(tenant, SOURCE, received_at, Channel.VOICE)
-    builder.emit(
-        EventType.AGENT_STATE_CHANGED, at, (at.isoformat(), state), agent=agent, attributes={"state": state}
-    )
-    return builder.events
+    return agent_state_events(tenant, SOURCE, received_at, agent, state, at)
 
 
 def _contact(builder: EventBuilder, hook: Fields) -> None:
@@ -186,11 +183,7 @@ def _agent(builder: EventBuilder, hook: Fields) -> None:
             builder.emit(EventType.ACW_END, acw_end, (leg_id,), **common)
     wrapup = hook.obj("wrapup", required=False)
     if wrapup is not None:
-        at = wrapup.time("set_at")
-        attributes = {"code": wrapup.text("code")}
-        builder.emit(
-            EventType.WRAPUP_SET, at, (leg_id,), attributes=attributes, sequence=millis(at), **common
-        )
+        builder.wrapup(leg_id, wrapup.text("code"), wrapup.time("set_at"), queue=queue, agent=agent)
     qa = hook.obj("qa", required=False)
     if qa is not None:
         score, at = qa.integer("score"), qa.time("scored_at")
