@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from support.events import chat_event as event
 
 from flows.steps import IntervalStep, StitchStep, TenantFeed
-from stitchboard.events import CanonicalEvent, Channel, EventType
+from stitchboard.events import CanonicalEvent, EventType
 from stitchboard.rows import ConversationRow, IntervalRow
 from stitchboard.settings import Settings, TimingSettings
-
-T0 = datetime(2026, 6, 1, 9, tzinfo=UTC)
-
-
-def event(kind: EventType, seconds: int, **fields: object) -> CanonicalEvent:
-    return CanonicalEvent(
-        tenant="acme",
-        source="test",
-        event_id=f"{kind.value}-{seconds}",
-        conversation_id="c1",
-        leg_id="l1",
-        channel=Channel.CHAT,
-        event_type=kind,
-        event_time=T0 + timedelta(seconds=seconds),
-        ingest_time=T0 + timedelta(seconds=seconds),
-        **fields,  # type: ignore[arg-type]
-    )
 
 
 def call() -> list[CanonicalEvent]:

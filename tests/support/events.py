@@ -44,3 +44,19 @@ def event(
         attributes=dict(attributes),
         sequence=sequence,
     )
+
+
+def chat_event(kind: EventType, seconds: int, **fields: object) -> CanonicalEvent:
+    """An event of chat conversation ``c1``, leg ``l1``, for tests of the Bytewax steps."""
+    return CanonicalEvent(
+        tenant="acme",
+        source="test",
+        event_id=f"{kind.value}-{seconds}",
+        conversation_id="c1",
+        leg_id="l1",
+        channel=Channel.CHAT,
+        event_type=kind,
+        event_time=T0 + timedelta(seconds=seconds),
+        ingest_time=T0 + timedelta(seconds=seconds),
+        **fields,  # type: ignore[arg-type]
+    )
