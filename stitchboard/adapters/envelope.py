@@ -26,6 +26,8 @@ from stitchboard.events import (
 )
 
 MAX_RAW_BYTES = 1024 * 1024
+_fromisoformat = datetime.fromisoformat
+_blake2b = hashlib.blake2b
 MAX_DEPTH = 64
 SOURCES = ("genesys", "connect", "connect_agent", "webhook")
 
@@ -79,22 +81,33 @@ def parse_time(value: Any, where: str) -> datetime:
 
 def _parse_time(value: Any, where: str | Fields, key: str) -> datetime:
     """``parse_time`` naming the field ``where`` (a path, or ``key`` of an object) only on error."""
+    if value.__class__ is str:
+        try:
+            parsed = _fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                parsed = parsed.astimezone(UTC)
+                if EARLIEST_EVENT_TIME <= parsed < LATEST_EVENT_TIME:
+                    return parsed
+    return _reject_time(value, where if isinstance(where, str) else where.path(key))
 
-    def place() -> str:
-        return where if isinstance(where, str) else where.path(key)
 
+def _reject_time(value: Any, place: str) -> datetime:
+    """The precise reason a timestamp was refused (the slow path, taken only for bad input)."""
     if not isinstance(value, str):
-        raise AdapterError("schema", f"{place()} must be an ISO-8601 string, got {type(value).__name__}")
+        raise AdapterError("schema", f"{place} must be an ISO-8601 string, got {type(value).__name__}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise AdapterError("bad_timestamp", f"{place()} is not an ISO-8601 timestamp: {value!r}") from exc
+        raise AdapterError("bad_timestamp", f"{place} is not an ISO-8601 timestamp: {value!r}") from exc
     if parsed.tzinfo is None:
-        raise AdapterError("bad_timestamp", f"{place()} has no time zone: {value!r}")
+        raise AdapterError("bad_timestamp", f"{place} has no time zone: {value!r}")
     parsed = parsed.astimezone(UTC)
     if not EARLIEST_EVENT_TIME <= parsed < LATEST_EVENT_TIME:
-        raise AdapterError("bad_timestamp", f"{place()} is outside 2000..2100: {value!r}")
-    return parsed
+        raise AdapterError("bad_timestamp", f"{place} is outside 2000..2100: {value!r}")
+    return parsed  # a str subclass that parses: accepted like the fast path would
 
 
 def check_order(start: datetime, end: datetime | None, where: str | Fields) -> None:
@@ -128,7 +141,7 @@ class Fields:
     def _child(cls, data: Any, parent: Fields, key: str, index: int | None = None) -> Fields:
         child = cls.__new__(cls)
         child._where, child._parent, child._key, child._index = None, parent, key, index
-        child.data = child._checked(data)
+        child.data = data if data.__class__ is dict else child._checked(data)
         return child
 
     def _checked(self, data: Any) -> dict[str, Any]:
@@ -159,6 +172,9 @@ class Fields:
         return value
 
     def text(self, key: str, required: bool = True) -> Any:
+        value = self.data.get(key)
+        if value.__class__ is str and value and not value.isspace():
+            return value
         value = self._get(key, str, "a string", required)
         if value is not None and not value.strip():
             if required:
@@ -181,12 +197,19 @@ class Fields:
         return _parse_time(value, self, key)
 
     def obj(self, key: str, required: bool = True) -> Fields | None:
-        value = self._get(key, dict, "an object", required)
-        return None if value is None else Fields._child(value, self, key)
+        value = self.data.get(key)
+        if value.__class__ is not dict:
+            value = self._get(key, dict, "an object", required)
+            if value is None:
+                return None
+        return Fields._child(value, self, key)
 
     def objects(self, key: str, required: bool = True) -> list[Fields]:
-        value = self._get(key, list, "an array", required)
-        return [Fields._child(item, self, key, i) for i, item in enumerate(value or [])]
+        value = self.data.get(key)
+        if value.__class__ is not list:
+            value = self._get(key, list, "an array", required) or ()
+        child = Fields._child
+        return [child(item, self, key, i) for i, item in enumerate(value)]
 
 
 def choose(mapping: dict[str, Any], value: str, reason: str, where: str) -> Any:
@@ -207,9 +230,17 @@ def stable_id(*parts: str | int) -> str:
     return hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=16).hexdigest()
 
 
+_validate_event = CanonicalEvent.__pydantic_validator__.validate_python
+NO_CUSTOMER_IDS = CustomerIds()  # frozen, so one instance serves every record without identifiers
+
+
 @dataclass(slots=True)
 class EventBuilder:
-    """Builds the events of one record: the record-wide fields are set once."""
+    """Builds the events of one record: the record-wide fields are set once.
+
+    Each event is validated by the canonical model's pydantic-core validator from a plain dict (the
+    same strict validation as ``CanonicalEvent(**fields)``, without the keyword-argument detour).
+    """
 
     tenant: str
     source: str
@@ -217,9 +248,14 @@ class EventBuilder:
     channel: Channel
     direction: Direction = Direction.INBOUND
     conversation_id: str | None = None
-    customer: CustomerIds = field(default_factory=CustomerIds)
+    customer: CustomerIds = NO_CUSTOMER_IDS
     intent: str | None = None
     events: list[CanonicalEvent] = field(default_factory=list)
+    _id_prefix: str = field(default="", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.conversation_id is not None:
+            self._id_prefix = f"{self.tenant}\x1f{self.source}\x1f{self.conversation_id}\x1f"
 
     def emit(
         self,
@@ -233,27 +269,35 @@ class EventBuilder:
         attributes: dict[str, str | int | float | bool | None] | None = None,
         sequence: int = 0,
     ) -> None:
-        """Add one event; its id hashes tenant, conversation (or agent), type and ``key``."""
-        owner = self.conversation_id if self.conversation_id is not None else f"agent:{agent}"
-        event_id = stable_id(self.tenant, self.source, owner, event_type.value, *key)
+        """Add one event; its id hashes tenant, conversation (or agent), type and ``key``.
+
+        The id is ``stable_id(tenant, source, owner, event type, *key)``, with the record-wide
+        prefix joined once per record.
+        """
+        prefix = self._id_prefix or f"{self.tenant}\x1f{self.source}\x1fagent:{agent}\x1f"
+        text = prefix + event_type._value_
+        for part in key:
+            text += f"\x1f{part}"
         try:
-            event = CanonicalEvent(
-                tenant=self.tenant,
-                source=self.source,
-                event_id=event_id,
-                conversation_id=self.conversation_id,
-                leg_id=leg_id,
-                channel=self.channel,
-                direction=self.direction,
-                event_type=event_type,
-                event_time=at,
-                ingest_time=self.ingest_time,
-                queue=queue,
-                agent=agent,
-                customer=self.customer,
-                intent=self.intent,
-                attributes=attributes or {},
-                sequence=sequence,
+            event = _validate_event(
+                {
+                    "tenant": self.tenant,
+                    "source": self.source,
+                    "event_id": _blake2b(text.encode(), digest_size=16).hexdigest(),
+                    "conversation_id": self.conversation_id,
+                    "leg_id": leg_id,
+                    "channel": self.channel,
+                    "direction": self.direction,
+                    "event_type": event_type,
+                    "event_time": at,
+                    "ingest_time": self.ingest_time,
+                    "queue": queue,
+                    "agent": agent,
+                    "customer": self.customer,
+                    "intent": self.intent,
+                    "attributes": attributes or {},
+                    "sequence": sequence,
+                }
             )
         except ValidationError as exc:
             raise AdapterError("schema", describe_validation_error(exc, event_type.value)) from exc
