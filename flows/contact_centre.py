@@ -6,6 +6,7 @@ Bytewax hosting of stateful rules in ``flows.steps``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import bytewax.operators as op
@@ -35,28 +36,27 @@ def build_flow(
     received = records(flow)
     normalised = op.map("normalise", received, steps.normalise)
     accepted = op.branch("accepted", normalised, steps.is_event_batch)
-    events = op.flatten("events", accepted.trues)
+    parts = op.flat_map("split_records", accepted.trues, steps.split_record)
+    by_kind = op.branch("deliveries", parts, steps.is_delivery)
 
-    presence = op.branch("agent_presence", events, steps.is_agent_state)
-    agent_rows = op.map("agent_state_row", presence.trues, steps.agent_state_row)
-
-    by_tenant_arrival = op.key_on("by_tenant_arrival", presence.falses, steps.event_tenant)
+    by_tenant_arrival = op.key_on("by_tenant_arrival", by_kind.trues, steps.delivery_tenant)
     numbered = op.key_rm("numbered", op.stateful_map("arrival_number", by_tenant_arrival, steps.number))
-    by_conversation = op.key_on("by_conversation", numbered, steps.numbered_conversation_key)
-    stitched = op.stateful_batch("stitch", by_conversation, lambda resume: steps.StitchStep(settings, resume))
-    stitched_items = op.key_rm("stitched_unkeyed", stitched)
-    feeds = op.branch("tenant_feed", stitched_items, steps.is_tenant_feed)
-    conversation_out = op.branch("stitch_rejects", feeds.falses, steps.is_dead_letter)
+    by_shard = op.key_on("by_shard", numbered, functools.partial(steps.shard_key, settings.stitch_shards))
+    stitched = op.key_rm(
+        "stitched", op.stateful_batch("stitch", by_shard, lambda resume: steps.StitchStep(settings, resume))
+    )
 
-    by_tenant = op.key_on("by_tenant", feeds.trues, steps.feed_tenant)
+    feeds = op.filter_map("tenant_feeds", stitched, steps.tenant_feeds)
     intervals = op.stateful_batch(
-        "intervals", by_tenant, lambda resume: steps.IntervalStep(settings, resume, drain_at_eof)
+        "intervals", feeds, lambda resume: steps.IntervalStep(settings, resume, drain_at_eof)
     )
     interval_rows = op.flatten("interval_rows", op.key_rm("intervals_unkeyed", intervals))
 
-    dead_letters = op.merge("dead_letters", accepted.falses, conversation_out.trues)
-    journey_rows = wire_journeys(conversation_out.falses, settings)
-    rows = op.merge("rows", conversation_out.falses, interval_rows, agent_rows, dead_letters, journey_rows)
+    conversation_rows = op.flat_map("conversation_rows", stitched, steps.batch_rows)
+    stitch_rejects = op.flat_map("stitch_rejects", stitched, steps.batch_dead_letters)
+    dead_letters = op.merge("dead_letters", accepted.falses, stitch_rejects)
+    journey_rows = wire_journeys(op.filter_map("tenant_rows", stitched, steps.tenant_rows), settings)
+    rows = op.merge("rows", conversation_rows, interval_rows, by_kind.falses, dead_letters, journey_rows)
     op.output("clickhouse", op.key_on("to_clickhouse", rows, steps.sink_key), rows_sink)
     for index, sink in enumerate(dead_letter_sinks or []):
         op.output(f"dead_letter_out_{index}", dead_letters, sink)

@@ -11,18 +11,14 @@ from datetime import UTC, datetime
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
-from bytewax.operators import StatefulLogic
+from bytewax.operators import KeyedStream, StatefulLogic
 
 from stitchboard.journeys import JourneyRow, TenantJourneys
 from stitchboard.rows import ConversationRow
 from stitchboard.settings import JourneySettings, Settings
 
 
-def _row_tenant(row: ConversationRow) -> str:
-    return row.tenant
-
-
-class JourneyStep(StatefulLogic[ConversationRow, list[JourneyRow], TenantJourneys]):
+class JourneyStep(StatefulLogic[list[ConversationRow], list[JourneyRow], TenantJourneys]):
     """One tenant's journeys; the pure ``TenantJourneys`` is also the snapshot."""
 
     def __init__(self, settings: Settings, journeys: JourneySettings, resume: TenantJourneys | None) -> None:
@@ -30,13 +26,15 @@ class JourneyStep(StatefulLogic[ConversationRow, list[JourneyRow], TenantJourney
         self._journeys = journeys
         self._state = resume
 
-    def on_item(self, value: ConversationRow) -> tuple[list[list[JourneyRow]], bool]:
+    def on_item(self, value: list[ConversationRow]) -> tuple[list[list[JourneyRow]], bool]:
+        """A batch of one tenant's changed conversations, in stitching order."""
         if self._state is None:
-            tenant = value.tenant
+            tenant = value[0].tenant
             self._state = TenantJourneys(
                 tenant, self._settings.tenant(tenant), self._settings.timing, self._journeys
             )
-        rows = self._state.apply(value, datetime.now(UTC))
+        now = datetime.now(UTC)
+        rows = [row for conversation in value for row in self._state.apply(conversation, now)]
         return ([rows] if rows else []), StatefulLogic.RETAIN
 
     def snapshot(self) -> TenantJourneys:
@@ -44,9 +42,11 @@ class JourneyStep(StatefulLogic[ConversationRow, list[JourneyRow], TenantJourney
         return self._state
 
 
-def wire_journeys(conversation_rows: Stream[ConversationRow], settings: Settings) -> Stream[JourneyRow]:
-    """Engagement, customer-link, restatement and path rows from the stitched conversation stream."""
+def wire_journeys(
+    conversation_rows: KeyedStream[list[ConversationRow]], settings: Settings
+) -> Stream[JourneyRow]:
+    """Engagement, customer-link, restatement and path rows from batches of conversation rows keyed
+    by tenant."""
     chosen = settings.journeys
-    by_tenant = op.key_on("journeys_by_tenant", conversation_rows, _row_tenant)
-    step = op.stateful("journeys", by_tenant, lambda resume: JourneyStep(settings, chosen, resume))
+    step = op.stateful("journeys", conversation_rows, lambda resume: JourneyStep(settings, chosen, resume))
     return op.flatten("journey_rows", op.key_rm("journeys_unkeyed", step))

@@ -6,7 +6,7 @@ Everything decided here is about *when* to call the rules (system time, end of i
 
 from __future__ import annotations
 
-import functools
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,9 +21,10 @@ from stitchboard.events import CanonicalEvent, EventType
 from stitchboard.finalisation import Flushed, IntervalBook
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.ordering import ArrivalOrder, ReorderState
-from stitchboard.rows import AgentStateRow
+from stitchboard.rows import AgentStateRow, ConversationRow
 from stitchboard.settings import Settings
-from stitchboard.stitching import AddResult, Conversation, ConversationState, stitch, to_row
+from stitchboard.shards import ConversationShard, Delivery, TenantFeed, deliveries, shard_of
+from stitchboard.stitching import to_row
 
 SINK_KEY = "clickhouse"
 
@@ -32,17 +33,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class TenantFeed:
-    """What the interval book of one tenant needs from one stitched event, with its arrival number."""
-
-    tenant: str
-    arrival: int
-    event_time: datetime
-    deltas: list[Delta]
-
-
-Numbered = tuple[int, CanonicalEvent]
+Numbered = tuple[int, Delivery]
 
 
 def normalise(record: RawRecord | DeadLetter) -> list[CanonicalEvent] | DeadLetter:
@@ -64,8 +55,19 @@ def is_event_batch(item: object) -> bool:
     return isinstance(item, list)
 
 
-def is_agent_state(event: CanonicalEvent) -> bool:
-    return event.event_type is EventType.AGENT_STATE_CHANGED
+def split_record(events: list[CanonicalEvent]) -> list[AgentStateRow | Delivery]:
+    """A record's agent presence rows, then its conversation events grouped into deliveries."""
+    presence = [
+        agent_state_row(event) for event in events if event.event_type is EventType.AGENT_STATE_CHANGED
+    ]
+    if not presence:
+        return list(deliveries(events))
+    conversational = [event for event in events if event.event_type is not EventType.AGENT_STATE_CHANGED]
+    return [*presence, *deliveries(conversational)]
+
+
+def is_delivery(item: object) -> bool:
+    return isinstance(item, Delivery)
 
 
 def agent_state_row(event: CanonicalEvent) -> AgentStateRow:
@@ -78,113 +80,102 @@ def agent_state_row(event: CanonicalEvent) -> AgentStateRow:
     )
 
 
-def event_tenant(event: CanonicalEvent) -> str:
-    return event.tenant
+def delivery_tenant(delivery: Delivery) -> str:
+    return delivery.tenant
 
 
-def number(next_arrival: int | None, event: CanonicalEvent) -> tuple[int, Numbered]:
-    """Give each of a tenant's events its arrival number (see ``stitchboard.ordering``)."""
+def number(next_arrival: int | None, delivery: Delivery) -> tuple[int, Numbered]:
+    """Give each of a tenant's deliveries its arrival number (see ``stitchboard.ordering``)."""
     arrival = next_arrival or 0
-    return arrival + 1, (arrival, event)
+    return arrival + 1, (arrival, delivery)
 
 
-def numbered_conversation_key(item: Numbered) -> str:
-    event = item[1]
-    return f"{event.tenant}\x1f{event.conversation_id}"
-
-
-def is_tenant_feed(item: object) -> bool:
-    return isinstance(item, TenantFeed)
+def shard_key(shards: int, item: Numbered) -> str:
+    delivery = item[1]
+    return f"{delivery.tenant}\x1f{shard_of(delivery.conversation_id, shards)}"
 
 
 def is_dead_letter(item: object) -> bool:
     return isinstance(item, DeadLetter)
 
 
-def feed_tenant(feed: TenantFeed) -> str:
-    return feed.tenant
-
-
 def sink_key(_row: object) -> str:
     return SINK_KEY
 
 
-@functools.cache
-def _retention(retention_seconds: int, stale_seconds: int) -> tuple[timedelta, timedelta]:
-    return timedelta(seconds=retention_seconds), timedelta(seconds=stale_seconds)
+@dataclass(frozen=True, slots=True)
+class StitchedBatch:
+    """What one shard publishes for one batch: feeds for the tenant's book, rows, dead letters."""
+
+    tenant: str
+    feeds: list[TenantFeed]
+    rows: list[ConversationRow]
+    dead_letters: list[DeadLetter]
 
 
-class StitchStep(StatefulBatchLogic[Numbered, Any, ConversationState]):
-    """One conversation: stitch each event; forget the conversation once it has been quiet.
+def tenant_feeds(batch: StitchedBatch) -> tuple[str, list[TenantFeed]] | None:
+    return (batch.tenant, batch.feeds) if batch.feeds else None
 
-    Every event feeds the tenant book (with its arrival number), but a batch of the conversation's
-    events publishes one conversation row, the last: rows replace each other by version.
 
-    Retention runs on system time, so late mutations (wrap-up changes, QA scores) within
-    ``conversation_retention_seconds`` of the last event still find the conversation.
+def tenant_rows(batch: StitchedBatch) -> tuple[str, list[ConversationRow]] | None:
+    return (batch.tenant, batch.rows) if batch.rows else None
 
-    There is one instance per open conversation, so it is slotted and shares its durations.
+
+def batch_rows(batch: StitchedBatch) -> list[ConversationRow]:
+    return batch.rows
+
+
+def batch_dead_letters(batch: StitchedBatch) -> list[DeadLetter]:
+    return batch.dead_letters
+
+
+class StitchStep(StatefulBatchLogic[Numbered, StitchedBatch, ConversationShard]):
+    """One shard of a tenant's conversations (``stitchboard.shards``).
+
+    A batch of deliveries publishes one row per changed conversation (the last: rows replace each
+    other by version) and one feed per delivery, in the order given; a timer forgets conversations
+    whose retention has passed.
     """
 
-    __slots__ = ("_evict_at", "_retention", "_settings", "_stale_after", "_stale_at", "_state")
-
-    def __init__(self, settings: Settings, resume: ConversationState | None) -> None:
+    def __init__(self, settings: Settings, resume: ConversationShard | None) -> None:
         self._settings = settings
-        self._state = resume
-        self._retention, self._stale_after = _retention(
-            settings.timing.conversation_retention_seconds, settings.timing.stale_conversation_seconds
+        timing = settings.timing
+        self._shard = resume or ConversationShard(
+            timing.conversation_retention_seconds, timing.stale_conversation_seconds
         )
-        self._evict_at: datetime | None = None
-        self._stale_at = _now() + self._stale_after
 
-    def on_item(self, value: Numbered) -> tuple[list[Any], bool]:
-        """A batch of one event."""
-        return self.on_batch([value])
-
-    def on_batch(self, values: list[Numbered]) -> tuple[list[Any], bool]:
-        now = _now()
-        tenant = self._settings.tenant(values[0][1].tenant)
-        out: list[Any] = []
-        outcomes: dict[AddResult, int] = {}
-        conversation: Conversation | None = None
-        for arrival, event in values:
-            outcome = stitch(self._state, event, tenant, now, with_row=False)
-            self._state = outcome.state
-            outcomes[outcome.result] = outcomes.get(outcome.result, 0) + 1
-            out.append(TenantFeed(event.tenant, arrival, event.event_time, outcome.deltas))
-            if outcome.dead_letter is not None:
-                telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels(outcome.dead_letter.reason).inc()
-                out.append(outcome.dead_letter)
-            if outcome.conversation is not None:
-                conversation = outcome.conversation
-        for result, count in outcomes.items():
+    def on_batch(self, values: list[Numbered]) -> tuple[list[StitchedBatch], bool]:
+        now = time.time()
+        tenant = values[0][1].tenant
+        tenant_settings = self._settings.tenant(tenant)
+        stitched = self._shard.apply(values, tenant_settings, now)
+        for result, count in stitched.results.items():
             telemetry.EVENTS.labels(result.value).inc(count)
-        if conversation is not None:
-            out.append(to_row(conversation, now, tenant))
-        self._evict_at = now + self._retention
-        self._stale_at = now + self._stale_after
-        return out, StatefulBatchLogic.RETAIN
+        for letter in stitched.dead_letters:
+            telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels(letter.reason).inc()
+        updated_at = datetime.fromtimestamp(now, UTC)
+        rows = [
+            to_row(conversation, updated_at, tenant_settings)
+            for conversation in stitched.conversations.values()
+        ]
+        return [StitchedBatch(tenant, stitched.feeds, rows, stitched.dead_letters)], StatefulBatchLogic.RETAIN
 
-    def on_notify(self) -> tuple[list[Any], bool]:
-        """Quiet for the retention: forget it if it ended, or if it has been silent far too long."""
-        now = _now()
-        if self._state is None or self._state.ended or now >= self._stale_at:
-            return [], StatefulBatchLogic.DISCARD
-        self._evict_at = min(now + self._retention, self._stale_at)
-        return [], StatefulBatchLogic.RETAIN
+    def on_notify(self) -> tuple[list[StitchedBatch], bool]:
+        self._shard.evict(time.time())
+        return [], (StatefulBatchLogic.RETAIN if len(self._shard) else StatefulBatchLogic.DISCARD)
 
     def notify_at(self) -> datetime | None:
-        return self._evict_at
+        due = self._shard.next_eviction()
+        return None if due is None else datetime.fromtimestamp(due, UTC)
 
-    def snapshot(self) -> ConversationState:
-        assert self._state is not None
-        return self._state
+    def snapshot(self) -> ConversationShard:
+        return self._shard
 
 
 IntervalState = tuple[dict[str, Any], ReorderState]
 
 
-class IntervalStep(StatefulBatchLogic[TenantFeed, list[Any], IntervalState]):
+class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[Any], IntervalState]):
     """One tenant's interval book.
 
     Stitched events are applied in arrival order (``stitchboard.ordering``) and the book is
@@ -237,24 +228,21 @@ class IntervalStep(StatefulBatchLogic[TenantFeed, list[Any], IntervalState]):
         rows.extend(_beyond_horizon(delta) for delta in flushed.dropped)
         return ([rows] if rows else []), StatefulBatchLogic.RETAIN
 
-    def on_item(self, value: TenantFeed) -> tuple[list[list[Any]], bool]:
-        """A batch of one feed."""
-        return self.on_batch([value])
-
-    def on_batch(self, values: list[TenantFeed]) -> tuple[list[list[Any]], bool]:
+    def on_batch(self, values: list[list[TenantFeed]]) -> tuple[list[list[Any]], bool]:
         now = _now()
-        book = self._book_for(values[0].tenant)
+        book = self._book_for(values[0][0].tenant)
         rows: list[list[Any]] = []
-        for value in values:
-            for feed in self._order.push(value.arrival, value):
-                watermark = book.watermark
-                if watermark is not None and feed.event_time < watermark - self._lateness:
-                    telemetry.LATE_EVENTS.labels(feed.tenant).inc()
-                book.observe(feed.event_time, now)
-                for delta in feed.deltas:
-                    book.apply(delta)
-                if book.due(now):
-                    rows.extend(self._publish(book.flush(now))[0])
+        for feeds in values:
+            for value in feeds:
+                for feed in self._order.push(value.arrival, value):
+                    watermark = book.watermark
+                    if watermark is not None and feed.earliest < watermark - self._lateness:
+                        telemetry.LATE_DELIVERIES.labels(feed.tenant).inc()
+                    book.observe(feed.latest, now)
+                    for delta in feed.deltas:
+                        book.apply(delta)
+                    if book.due(now):
+                        rows.extend(self._publish(book.flush(now))[0])
         return rows, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[list[Any]], bool]:

@@ -165,7 +165,7 @@ class IntervalBook:
                     assert bucket.last is not None
                     bucket.figures = list(bucket.last)
                 bucket.figures[index] += delta.value
-                bucket.reasons.add(delta.reason)
+                bucket.reasons.update(delta.reason.split(","))
                 self._pending[key] = None
 
     def _spans(self, at: datetime) -> tuple[tuple[int, datetime, datetime], ...]:

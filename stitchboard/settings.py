@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     recovery_dir: Path | None = None
     snapshot_seconds: int = Field(default=10, ge=1)
+    # Conversations per tenant are stitched in this many shards (the unit of parallelism across
+    # workers). Recovery state is keyed by shard: keep it fixed for the life of a recovery store.
+    stitch_shards: int = Field(default=16, ge=1, le=4096)
     metrics_port: int | None = 9464
 
     def tenant(self, name: str) -> TenantSettings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -336,7 +336,16 @@ class ConversationState:
     order), then that id hash: deterministic whatever the delivery order.
     """
 
-    __slots__ = ("_base", "_emitted", "_ended", "_records", "_version", "conversation_id", "tenant")
+    __slots__ = (
+        "_base",
+        "_emitted",
+        "_ended",
+        "_records",
+        "_version",
+        "conversation_id",
+        "tenant",
+        "touched_at",
+    )
 
     def __init__(self, tenant: str, conversation_id: str) -> None:
         self.tenant = tenant
@@ -346,12 +355,29 @@ class ConversationState:
         self._version = 0
         self._emitted: tuple[object, ...] = ()  # (channel, (queue, at, metric, value, ...), ...)
         self._ended: bool | None = None  # of the last summary; not pickled
+        self.touched_at = 0.0  # system time of the last delivery, for retention (``stitchboard.shards``)
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.tenant, self.conversation_id, self._base, self._records, self._version, self._emitted)
+        return (
+            self.tenant,
+            self.conversation_id,
+            self._base,
+            self._records,
+            self._version,
+            self._emitted,
+            self.touched_at,
+        )
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        (self.tenant, self.conversation_id, self._base, self._records, self._version, self._emitted) = state  # type: ignore[assignment]
+        (
+            self.tenant,
+            self.conversation_id,
+            self._base,
+            self._records,
+            self._version,
+            self._emitted,
+            self.touched_at,
+        ) = state  # type: ignore[assignment]
         self._records = _in_replay_order(self._records)
         self._ended = None
 
@@ -784,6 +810,61 @@ class StitchOutcome:
     conversation: Conversation | None = None  # the summary after an applied event
 
 
+@dataclass(frozen=True, slots=True)
+class GroupOutcome:
+    """What a group of one conversation's events did, stitched together (see `stitch_group`)."""
+
+    state: ConversationState
+    results: list[AddResult]  # one per event, in the order given
+    deltas: list[Delta]
+    dead_letters: list[DeadLetter]
+    conversation: Conversation | None  # the summary after the group, when any event applied
+
+
+def _conflict_letter(event: CanonicalEvent) -> DeadLetter:
+    return DeadLetter(
+        reason=CONFLICT_REASON,
+        detail=f"event {event.event_id} sequence {event.sequence} was re-sent with different content",
+        raw=event.model_dump_json().encode("utf-8"),
+        received_at=event.ingest_time,
+        tenant=event.tenant,
+        source=event.source,
+    )
+
+
+def stitch_group(
+    state: ConversationState | None, events: Sequence[CanonicalEvent], tenant: TenantSettings
+) -> GroupOutcome:
+    """Apply the events one record carries for one conversation, then summarise once.
+
+    The state is updated in place (copying it would cost more than it protects) and returned.
+    Deltas are computed against the contributions this state last emitted, so they retract
+    exactly what was published even if rules or settings changed in between. One summary and one
+    set of deltas per group, not per event, is what keeps stitching linear in a conversation's
+    length: a detail record carries a whole conversation. The delta reason names the event types
+    that applied (comma-separated, sorted); the interval book decides lateness.
+    """
+    if not events:
+        raise ValueError("stitch_group needs at least one event")
+    current = state if state is not None else ConversationState.for_event(events[0])
+    results: list[AddResult] = []
+    letters: list[DeadLetter] = []
+    reasons: set[str] = set()
+    for event in events:
+        result = current.add(event)
+        results.append(result)
+        if result is AddResult.APPLIED:
+            reasons.add(event.event_type.value)
+        elif result is AddResult.CONFLICT:
+            letters.append(_conflict_letter(event))
+    if not reasons:
+        return GroupOutcome(current, results, [], letters, None)
+    conversation = current.conversation()
+    values = contribution_values(conversation, tenant)
+    deltas = current.deltas(current.tenant, conversation.channel.value, values, ",".join(sorted(reasons)))
+    return GroupOutcome(current, results, deltas, letters, conversation)
+
+
 def stitch(
     state: ConversationState | None,
     event: CanonicalEvent,
@@ -792,32 +873,12 @@ def stitch(
     *,
     with_row: bool = True,
 ) -> StitchOutcome:
-    """Apply one event: the new row and exact contribution deltas, or a dead letter on conflict.
-
-    The state is updated in place (copying it per event would cost more than it protects) and
-    returned. Deltas are computed against the contributions this state last emitted, so they
-    retract exactly what was published even if rules or settings changed in between. The delta
-    reason is the event type that caused the change; the interval book decides lateness.
-    ``with_row=False`` skips the row (a caller stitching a batch publishes only the last one, from
-    ``outcome.conversation``).
-    """
-    current = state if state is not None else ConversationState.for_event(event)
-    result = current.add(event)
-    if result is AddResult.CONFLICT:
-        letter = DeadLetter(
-            reason=CONFLICT_REASON,
-            detail=f"event {event.event_id} sequence {event.sequence} was re-sent with different content",
-            raw=event.model_dump_json().encode("utf-8"),
-            received_at=event.ingest_time,
-            tenant=event.tenant,
-            source=event.source,
-        )
-        return StitchOutcome(current, result, None, [], letter)
-    if result is not AddResult.APPLIED:
-        return StitchOutcome(current, result, None, [], None)
-    conversation = current.conversation()
-    channel = conversation.channel.value
-    values = contribution_values(conversation, tenant)
-    deltas = current.deltas(event.tenant, channel, values, event.event_type.value)
-    row = to_row(conversation, updated_at or event.ingest_time, tenant) if with_row else None
-    return StitchOutcome(current, result, row, deltas, None, conversation)
+    """`stitch_group` for one event, with its conversation row (``with_row``), or a dead letter
+    when it conflicts with an earlier version of the same event."""
+    outcome = stitch_group(state, [event], tenant)
+    conversation = outcome.conversation
+    row = None
+    if with_row and conversation is not None:
+        row = to_row(conversation, updated_at or event.ingest_time, tenant)
+    letter = outcome.dead_letters[0] if outcome.dead_letters else None
+    return StitchOutcome(outcome.state, outcome.results[0], row, outcome.deltas, letter, conversation)

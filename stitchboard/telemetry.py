@@ -31,9 +31,10 @@ DEAD_LETTERS_AFTER_ACCEPTANCE = Counter(
     "Dead letters raised after a record was accepted (event conflicts, corrections beyond the horizon)",
     ["reason"],
 )
-LATE_EVENTS = Counter(
-    "stitchboard_late_events",
-    "Events whose time was already behind the finalisation point (watermark - allowed lateness)",
+LATE_DELIVERIES = Counter(
+    "stitchboard_late_deliveries",
+    "Deliveries (a record's events for one conversation) with an event already behind the "
+    "finalisation point (watermark - allowed lateness)",
     ["tenant"],
 )
 RESTATED_INTERVALS = Counter(

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flows.steps import IntervalStep, TenantFeed
+from flows.steps import IntervalStep
 from stitchboard.contributions import ContributionKey, Delta
 from stitchboard.rows import IntervalRow
 from stitchboard.settings import Settings
+from stitchboard.shards import TenantFeed
 
 AT = datetime(2026, 3, 29, 8, 5, tzinfo=UTC)
 
@@ -20,7 +21,7 @@ AT = datetime(2026, 3, 29, 8, 5, tzinfo=UTC)
 def resumed_step(settings: Settings) -> IntervalStep:
     first = IntervalStep(settings, None, drain_at_eof=True)
     delta = Delta("acme", ContributionKey("sales", "voice", "offered", AT), 1, "queued")
-    first.on_batch([TenantFeed("acme", 0, AT, [delta])])
+    first.on_batch([[TenantFeed("acme", 0, AT, AT, [delta])]])
     return IntervalStep(settings, first.snapshot(), drain_at_eof=True)
 
 

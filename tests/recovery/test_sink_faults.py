@@ -101,7 +101,7 @@ def test_sink_failing_then_recovering_loses_nothing(
     before = retries_total()
     names = (
         "stitchboard_sink_batch_seconds_count",
-        "stitchboard_late_events_total",
+        "stitchboard_late_deliveries_total",
         "stitchboard_restated_intervals_total",
     )
     counts = {name: total(name) for name in names}

@@ -1,0 +1,163 @@
+"""Conversations held in shards: what one keyed stitching step owns, and when it forgets them.
+
+Keying the stitcher by conversation would make the stream processor hold (and route, and time) one
+piece of state per open conversation; a shard holds a slice of a tenant's conversations in plain
+dicts instead, so the per-conversation cost is the conversation's own state and nothing else, and a
+batch of deliveries costs one call. Shards are fixed by a stable hash of the conversation id, so a
+restored snapshot finds its conversations where it left them.
+
+Retention runs on system time: late mutations (wrap-up changes, QA scores) arriving within the
+retention of a conversation's last delivery still find it; an ended conversation is forgotten after
+it, an open one only once it has been silent for the (much longer) stale period.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from stitchboard.contributions import Delta
+from stitchboard.deadletters import DeadLetter
+from stitchboard.events import CanonicalEvent, EventType
+from stitchboard.settings import TenantSettings
+from stitchboard.stitching import AddResult, Conversation, ConversationState, stitch_group
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The events one raw record carries for one conversation: stitched as one group."""
+
+    tenant: str
+    conversation_id: str
+    events: tuple[CanonicalEvent, ...]
+
+
+def deliveries(events: Sequence[CanonicalEvent]) -> list[Delivery]:
+    """Group a record's conversation events by conversation, in order of first appearance.
+
+    Agent presence events (no conversation) are not deliveries; callers route them first.
+    """
+    groups: dict[tuple[str, str], list[CanonicalEvent]] = {}
+    for event in events:
+        if event.event_type is EventType.AGENT_STATE_CHANGED or event.conversation_id is None:
+            raise ValueError(f"{event.event_type.value} event {event.event_id} belongs to no conversation")
+        groups.setdefault((event.tenant, event.conversation_id), []).append(event)
+    return [Delivery(tenant, conversation, tuple(group)) for (tenant, conversation), group in groups.items()]
+
+
+def shard_of(conversation_id: str, shards: int) -> int:
+    """Stable across processes and restarts (unlike ``hash``), so recovery finds the same shard."""
+    return zlib.crc32(conversation_id.encode("utf-8")) % shards
+
+
+@dataclass(frozen=True, slots=True)
+class TenantFeed:
+    """What a tenant's interval book needs from one stitched delivery, with its arrival number."""
+
+    tenant: str
+    arrival: int
+    earliest: datetime  # event times of the delivery: the watermark observes the latest,
+    latest: datetime  # lateness is judged on the earliest
+    deltas: list[Delta]
+
+
+@dataclass(slots=True)
+class Stitched:
+    """The outcome of one batch of deliveries in one shard."""
+
+    feeds: list[TenantFeed] = field(default_factory=list)
+    conversations: dict[str, Conversation] = field(default_factory=dict)  # last summary of each changed one
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    results: Counter[AddResult] = field(default_factory=Counter)
+
+
+class ConversationShard:
+    """The conversations of one (tenant, shard), in order of their last delivery.
+
+    ``_active`` holds conversations delivered to within the retention, oldest delivery first, so
+    eviction only looks at the front; an open conversation quiet for longer moves to ``_quiet``
+    (same order) where only the stale period can end it. A new delivery moves a conversation back
+    to the end of ``_active``. Times are system-time seconds since the epoch.
+    """
+
+    __slots__ = ("_active", "_due_at", "_quiet", "retention_seconds", "stale_seconds")
+
+    def __init__(self, retention_seconds: float, stale_seconds: float) -> None:
+        self.retention_seconds = retention_seconds
+        self.stale_seconds = stale_seconds
+        self._active: dict[str, ConversationState] = {}
+        self._quiet: dict[str, ConversationState] = {}
+        self._due_at: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._active) + len(self._quiet)
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.retention_seconds, self.stale_seconds, self._active, self._quiet)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        self.retention_seconds, self.stale_seconds, self._active, self._quiet = state  # type: ignore[assignment]
+        self._due_at = self._earliest_due()
+
+    def get(self, conversation_id: str) -> ConversationState | None:
+        return self._active.get(conversation_id) or self._quiet.get(conversation_id)
+
+    def apply(self, numbered: Sequence[tuple[int, Delivery]], tenant: TenantSettings, now: float) -> Stitched:
+        """Stitch each delivery in the order given; one feed per delivery, in that order."""
+        out = Stitched()
+        active, quiet = self._active, self._quiet
+        for arrival, delivery in numbered:
+            conversation_id = delivery.conversation_id
+            state = active.pop(conversation_id, None) or quiet.pop(conversation_id, None)
+            outcome = stitch_group(state, delivery.events, tenant)
+            state = outcome.state
+            state.touched_at = now
+            active[conversation_id] = state
+            out.results.update(outcome.results)
+            out.dead_letters.extend(outcome.dead_letters)
+            if outcome.conversation is not None:
+                out.conversations[conversation_id] = outcome.conversation
+            times = [event.event_time for event in delivery.events]
+            out.feeds.append(TenantFeed(delivery.tenant, arrival, min(times), max(times), outcome.deltas))
+        if self._due_at is None and numbered:
+            self._due_at = now + self.retention_seconds
+        return out
+
+    def evict(self, now: float) -> int:
+        """Forget ended conversations quiet for the retention and any silent for the stale period."""
+        forgotten = 0
+        due: list[str] = []
+        for conversation_id, state in self._active.items():
+            if now - state.touched_at < self.retention_seconds:
+                break
+            due.append(conversation_id)
+        for conversation_id in due:
+            state = self._active.pop(conversation_id)
+            if state.ended or now - state.touched_at >= self.stale_seconds:
+                forgotten += 1
+            else:
+                self._quiet[conversation_id] = state
+        due.clear()
+        for conversation_id, state in self._quiet.items():
+            if now - state.touched_at < self.stale_seconds:
+                break
+            due.append(conversation_id)
+        for conversation_id in due:
+            del self._quiet[conversation_id]
+        self._due_at = self._earliest_due()
+        return forgotten + len(due)
+
+    def next_eviction(self) -> float | None:
+        """When `evict` next has something to look at (possibly early); None when empty."""
+        return self._due_at
+
+    def _earliest_due(self) -> float | None:
+        candidates: list[float] = []
+        for states, after in ((self._active, self.retention_seconds), (self._quiet, self.stale_seconds)):
+            for state in states.values():
+                candidates.append(state.touched_at + after)
+                break
+        return min(candidates) if candidates else None
