@@ -58,12 +58,12 @@ def _decode(raw: bytes) -> Any:
     if len(raw) > MAX_RAW_BYTES:
         raise AdapterError("too_large", f"record is {len(raw)} bytes, the limit is {MAX_RAW_BYTES}")
     try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise AdapterError("not_utf8", f"byte {exc.start} is not valid UTF-8") from exc
-    try:
-        document = orjson.loads(raw)
+        document = orjson.loads(raw)  # validates the UTF-8 of the whole input before parsing
     except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")  # not UTF-8 is the more precise reason, so it is reported first
+        except UnicodeDecodeError as not_utf8:
+            raise AdapterError("not_utf8", f"byte {not_utf8.start} is not valid UTF-8") from not_utf8
         if "depth limit" in str(exc) or "recursion" in str(exc).lower():
             raise AdapterError("too_deep", f"nesting exceeds orjson's limit (ours is {MAX_DEPTH})") from exc
         raise AdapterError("invalid_json", f"not JSON: {exc}") from exc

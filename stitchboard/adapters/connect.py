@@ -21,6 +21,7 @@ from stitchboard.adapters.envelope import (
     check_order,
     check_tenant,
     choose,
+    customer_ids,
     millis,
     parse_time,
 )
@@ -116,7 +117,8 @@ def parse(payload: dict[str, Any], tenant: str, received_at: datetime) -> list[C
             TRANSFER_TYPES,
             attributes.text("transferType", required=False) or "blind",
             "schema",
-            attributes.path("transferType"),
+            attributes,
+            "transferType",
         )
         target = attributes.text("transferQueue", required=False)
         builder.emit(
@@ -168,11 +170,11 @@ def parse_agent_event(payload: dict[str, Any], tenant: str, received_at: datetim
 def _check_tags(record: Fields, tenant: str) -> None:
     tags = record.obj("Tags", required=False)
     if tags is not None:
-        check_tenant(tags.text("tenant", required=False), tenant, tags.path("tenant"))
+        check_tenant(tags.text("tenant", required=False), tenant, tags, "tenant")
 
 
 def _attributes(record: Fields) -> Fields:
-    attributes = record.obj("Attributes", required=False) or Fields({}, record.path("Attributes"))
+    attributes = record.obj("Attributes", required=False) or Fields._child({}, record, "Attributes")
     for key, value in attributes.data.items():
         if not isinstance(value, str):
             raise AdapterError(
@@ -190,13 +192,13 @@ def _channel(record: Fields, method: str) -> Channel:
     if subtype_field is None:
         return Channel.CALLBACK if name == "VOICE" and method == "CALLBACK" else DEFAULT_CHANNEL[name]
     subtype = subtype_field.text("ValueString")
-    return choose(SUBTYPES, (name, subtype), "unknown_channel", subtype_field.path("ValueString"))
+    return choose(SUBTYPES, (name, subtype), "unknown_channel", subtype_field, "ValueString")
 
 
 def _direction(attributes: Fields, method: str) -> Direction:
     declared = attributes.text("direction", required=False)
     if declared is not None:
-        return choose(DIRECTIONS, declared, "schema", attributes.path("direction"))
+        return choose(DIRECTIONS, declared, "schema", attributes, "direction")
     return Direction.OUTBOUND if method in {"OUTBOUND", "EXTERNAL_OUTBOUND"} else Direction.INBOUND
 
 
@@ -205,11 +207,11 @@ def _customer(record: Fields, attributes: Fields) -> CustomerIds:
     by_type: dict[str, str] = {}
     if endpoint is not None:
         by_type[endpoint.text("Type")] = endpoint.text("Address")
-    return CustomerIds(
-        phone_hash=by_type.get("TELEPHONE_NUMBER") or attributes.text("customerPhoneHash", required=False),
-        email_hash=by_type.get("EMAIL_ADDRESS") or attributes.text("customerEmailHash", required=False),
-        account_hash=attributes.text("customerAccountHash", required=False),
-        cookie_hash=attributes.text("customerCookieHash", required=False),
+    return customer_ids(
+        by_type.get("TELEPHONE_NUMBER") or attributes.text("customerPhoneHash", required=False),
+        by_type.get("EMAIL_ADDRESS") or attributes.text("customerEmailHash", required=False),
+        attributes.text("customerAccountHash", required=False),
+        attributes.text("customerCookieHash", required=False),
     )
 
 

@@ -212,17 +212,22 @@ class Fields:
         return [child(item, self, key, i) for i, item in enumerate(value)]
 
 
-def choose(mapping: dict[str, Any], value: str, reason: str, where: str) -> Any:
-    """Explicit vocabulary mapping: an unmapped value is rejected, never guessed."""
+def choose(mapping: dict[Any, Any], value: Any, reason: str, where: str | Fields, key: str = "") -> Any:
+    """Explicit vocabulary mapping: an unmapped value is rejected, never guessed.
+
+    ``where`` is the value's path, or the object holding it as ``key`` (spelled out only on error).
+    """
     try:
         return mapping[value]
     except KeyError:
-        raise AdapterError(reason, f"{where} has unknown value {value!r}") from None
+        place = where if isinstance(where, str) else where.path(key)
+        raise AdapterError(reason, f"{place} has unknown value {value!r}") from None
 
 
-def check_tenant(claimed: str | None, tenant: str, where: str) -> None:
+def check_tenant(claimed: str | None, tenant: str, where: str | Fields, key: str = "") -> None:
     if claimed is not None and claimed != tenant:
-        raise AdapterError("tenant_mismatch", f"{where} names tenant {claimed!r}, envelope says {tenant!r}")
+        place = where if isinstance(where, str) else where.path(key)
+        raise AdapterError("tenant_mismatch", f"{place} names tenant {claimed!r}, envelope says {tenant!r}")
 
 
 def stable_id(*parts: str | int) -> str:
@@ -232,6 +237,23 @@ def stable_id(*parts: str | int) -> str:
 
 _validate_event = CanonicalEvent.__pydantic_validator__.validate_python
 NO_CUSTOMER_IDS = CustomerIds()  # frozen, so one instance serves every record without identifiers
+_validate_customer_ids = CustomerIds.__pydantic_validator__.validate_python
+
+
+def customer_ids(
+    phone_hash: str | None, email_hash: str | None, account_hash: str | None, cookie_hash: str | None
+) -> CustomerIds:
+    """``CustomerIds(...)`` validated the same way, sharing one instance when a record names nobody."""
+    if phone_hash is None and email_hash is None and account_hash is None and cookie_hash is None:
+        return NO_CUSTOMER_IDS
+    return _validate_customer_ids(
+        {
+            "phone_hash": phone_hash,
+            "email_hash": email_hash,
+            "account_hash": account_hash,
+            "cookie_hash": cookie_hash,
+        }
+    )
 
 
 @dataclass(slots=True)

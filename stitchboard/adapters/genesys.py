@@ -16,12 +16,14 @@ from datetime import datetime
 from typing import Any
 
 from stitchboard.adapters.envelope import (
+    NO_CUSTOMER_IDS,
     EventBuilder,
     Fields,
     agent_state_events,
     check_order,
     check_tenant,
     choose,
+    customer_ids,
     millis,
 )
 from stitchboard.deadletters import AdapterError
@@ -100,11 +102,11 @@ def _parse_presence(note: Fields, tenant: str, received_at: datetime) -> list[Ca
         raise AdapterError("unknown_event_type", f"payload.topicName {topic!r} is not a user presence topic")
     body = note.obj("eventBody")
     assert body is not None
-    check_tenant(body.text("organizationId", required=False), tenant, body.path("organizationId"))
+    check_tenant(body.text("organizationId", required=False), tenant, body, "organizationId")
     definition = body.obj("presenceDefinition")
     assert definition is not None
     state = choose(
-        PRESENCES, definition.text("systemPresence"), "unknown_event_type", definition.path("systemPresence")
+        PRESENCES, definition.text("systemPresence"), "unknown_event_type", definition, "systemPresence"
     )
     at = body.time("modifiedDate")
     return agent_state_events(tenant, SOURCE, received_at, match.group("user"), state, at)
@@ -112,12 +114,12 @@ def _parse_presence(note: Fields, tenant: str, received_at: datetime) -> list[Ca
 
 def _parse_record(record: Fields, tenant: str, received_at: datetime) -> list[CanonicalEvent]:
     conversation_id = record.text("conversationId")
-    check_tenant(record.text("organizationId", required=False), tenant, record.path("organizationId"))
+    check_tenant(record.text("organizationId", required=False), tenant, record, "organizationId")
     start = record.time("conversationStart")
     end = record.time("conversationEnd", required=False)
     check_order(start, end, "payload.conversation")
     direction = choose(
-        DIRECTIONS, record.text("originatingDirection"), "schema", record.path("originatingDirection")
+        DIRECTIONS, record.text("originatingDirection"), "schema", record, "originatingDirection"
     )
     participants = record.objects("participants")
     if not participants:
@@ -133,7 +135,7 @@ def _parse_record(record: Fields, tenant: str, received_at: datetime) -> list[Ca
         by_purpose.setdefault(group, []).append(participant)
     customers = by_purpose.get("customer", [])
     channel = _channel(customers[0] if customers else participants[0])
-    customer, intent = _customer(customers[0]) if customers else (CustomerIds(), None)
+    customer, intent = _customer(customers[0]) if customers else (NO_CUSTOMER_IDS, None)
     builder = EventBuilder(tenant, SOURCE, received_at, channel, direction, conversation_id, customer, intent)
 
     builder.emit(EventType.ARRIVED, start, ())
@@ -178,17 +180,17 @@ def _segments(session: Fields) -> list[tuple[Fields, str, datetime, datetime | N
 
 def _channel(participant: Fields) -> Channel:
     session = _sessions(participant)[0]
-    return choose(MEDIA_TYPES, session.text("mediaType"), "unknown_channel", session.path("mediaType"))
+    return choose(MEDIA_TYPES, session.text("mediaType"), "unknown_channel", session, "mediaType")
 
 
 def _customer(participant: Fields) -> tuple[CustomerIds, str | None]:
     session = _sessions(participant)[0]
     attributes = participant.obj("attributes", required=False)
-    customer = CustomerIds(
-        phone_hash=session.text("ani", required=False),
-        email_hash=session.text("addressFrom", required=False),
-        account_hash=participant.text("externalContactId", required=False),
-        cookie_hash=attributes.text("cookieHash", required=False) if attributes else None,
+    customer = customer_ids(
+        session.text("ani", required=False),
+        session.text("addressFrom", required=False),
+        participant.text("externalContactId", required=False),
+        attributes.text("cookieHash", required=False) if attributes else None,
     )
     return customer, attributes.text("intent", required=False) if attributes else None
 

@@ -18,11 +18,12 @@ from stitchboard.adapters.envelope import (
     check_order,
     check_tenant,
     choose,
+    customer_ids,
     millis,
     parse_time,
 )
 from stitchboard.deadletters import AdapterError
-from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction, EventType
+from stitchboard.events import CanonicalEvent, Channel, Direction, EventType
 
 SOURCE = "webhook"
 
@@ -56,14 +57,14 @@ def parse(payload: dict[str, Any], tenant: str, received_at: datetime) -> list[C
     """One webhook delivery → canonical events, dispatched on ``event`` (``family.media``)."""
     hook = Fields(payload, "payload")
     name = hook.text("event")
-    check_tenant(hook.text("tenant"), tenant, hook.path("tenant"))
+    check_tenant(hook.text("tenant"), tenant, hook, "tenant")
     if name == "agent.status":
         return _agent_status(hook, tenant, received_at)
     family, _, media = name.partition(".")
     if family not in FAMILIES:
         raise AdapterError("unknown_event_type", f"payload.event has unknown value {name!r}")
     channel = choose(MEDIA, media, "unknown_channel", f"payload.event ({name!r})")
-    direction = choose(DIRECTIONS, hook.text("direction"), "schema", hook.path("direction"))
+    direction = choose(DIRECTIONS, hook.text("direction"), "schema", hook, "direction")
     builder = EventBuilder(tenant, SOURCE, received_at, channel, direction, hook.text("conversation_id"))
     if family == "contact":
         _contact(builder, hook)
@@ -87,11 +88,11 @@ def _contact(builder: EventBuilder, hook: Fields) -> None:
     """Conversation-level facts: start, customer, intent, IVR path, ends outside an agent, reopens."""
     customer = hook.obj("customer", required=False)
     if customer is not None:
-        builder.customer = CustomerIds(
-            phone_hash=customer.text("phone_hash", required=False),
-            email_hash=customer.text("email_hash", required=False),
-            account_hash=customer.text("account_hash", required=False),
-            cookie_hash=customer.text("cookie_hash", required=False),
+        builder.customer = customer_ids(
+            customer.text("phone_hash", required=False),
+            customer.text("email_hash", required=False),
+            customer.text("account_hash", required=False),
+            customer.text("cookie_hash", required=False),
         )
     builder.intent = hook.text("intent", required=False)
     started = hook.time("started_at")
@@ -106,7 +107,7 @@ def _contact(builder: EventBuilder, hook: Fields) -> None:
                 EventType.IVR_STEP, step.time("at"), (index,), attributes={"node": step.text("node")}
             )
         declared = ivr.text("outcome", required=False)
-        outcome = choose(IVR_OUTCOMES, declared, "schema", ivr.path("outcome")) if declared else None
+        outcome = choose(IVR_OUTCOMES, declared, "schema", ivr, "outcome") if declared else None
     if ended is not None:
         ended_in = hook.text("ended_in")
         if ended_in not in ENDED_IN:
@@ -166,7 +167,7 @@ def _agent(builder: EventBuilder, hook: Fields) -> None:
     ended = hook.time("ended_at", required=False)
     if ended is not None:
         check_order(answered, ended, "payload (answered_at..ended_at)")
-        kind = choose(END_REASONS, hook.text("end_reason"), "unknown_event_type", hook.path("end_reason"))
+        kind = choose(END_REASONS, hook.text("end_reason"), "unknown_event_type", hook, "end_reason")
         if kind is EventType.DISCONNECTED:
             builder.emit(kind, ended, (), **common)
         else:
