@@ -58,6 +58,7 @@ def test_the_schema_accepts_real_events_and_rejects_bad_ones() -> None:
     ("overrides", "message"),
     [
         ({"event_time": datetime(2026, 3, 29, 8, 0)}, "timezone"),  # naive
+        ({"ingest_time": datetime(2026, 3, 29, 8, 0)}, "timezone"),
         ({"event_time": datetime(1970, 1, 1, tzinfo=UTC)}, "outside 2000..2100"),
         ({"event_time": datetime(2999, 1, 1, tzinfo=UTC)}, "outside 2000..2100"),
         ({"conversation_id": None}, "needs a conversation_id"),
@@ -73,6 +74,21 @@ def test_invalid_events_are_rejected_with_a_precise_message(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         CanonicalEvent(**valid(**overrides))
+
+
+def test_a_naive_time_is_reported_at_its_field_as_pydantic_reports_it() -> None:
+    with pytest.raises(ValidationError) as caught:
+        CanonicalEvent(**valid(ingest_time=datetime(2026, 3, 29, 8, 0)))
+    [error] = caught.value.errors(include_url=False)
+    assert (error["type"], error["loc"], error["msg"]) == (
+        "timezone_aware",
+        ("ingest_time",),
+        "Input should have timezone info",
+    )
+    with pytest.raises(ValidationError, match="timezone"):
+        CanonicalEvent.model_validate_json(
+            CanonicalEvent(**valid()).model_dump_json().replace("08:00:00Z", "08:00:00")
+        )
 
 
 def test_offsets_other_than_utc_are_accepted_and_compare_by_instant() -> None:
