@@ -14,7 +14,9 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
+# Taken verbatim: the model does not trim (the adapters trim what sources send, see ``trim``), so a
+# validated event shares its strings with its record instead of holding a copy of each.
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 AttributeValue = str | int | float | bool | None
 
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)

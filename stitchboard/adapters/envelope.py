@@ -236,6 +236,15 @@ def stable_id(*parts: str | int) -> str:
 
 
 _validate_event = CanonicalEvent.__pydantic_validator__.validate_python
+# Unicode White_Space: what pydantic's ``strip_whitespace`` trimmed (``str.strip()`` also trims \x1c-\x1f)
+WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def trim(value: Any) -> Any:
+    """An identifier as the canonical event holds it: surrounding whitespace dropped (same object if none)."""
+    return value.strip(WHITESPACE) if value.__class__ is str else value
+
+
 NO_CUSTOMER_IDS = CustomerIds()  # frozen, so one instance serves every record without identifiers
 _validate_customer_ids = CustomerIds.__pydantic_validator__.validate_python
 
@@ -248,10 +257,10 @@ def customer_ids(
         return NO_CUSTOMER_IDS
     return _validate_customer_ids(
         {
-            "phone_hash": phone_hash,
-            "email_hash": email_hash,
-            "account_hash": account_hash,
-            "cookie_hash": cookie_hash,
+            "phone_hash": trim(phone_hash),
+            "email_hash": trim(email_hash),
+            "account_hash": trim(account_hash),
+            "cookie_hash": trim(cookie_hash),
         }
     )
 
@@ -274,10 +283,12 @@ class EventBuilder:
     intent: str | None = None
     events: list[CanonicalEvent] = field(default_factory=list)
     _id_prefix: str = field(default="", init=False, repr=False)
+    _conversation: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.conversation_id is not None:
             self._id_prefix = f"{self.tenant}\x1f{self.source}\x1f{self.conversation_id}\x1f"
+            self._conversation = trim(self.conversation_id)
 
     def emit(
         self,
@@ -300,13 +311,23 @@ class EventBuilder:
         text = prefix + event_type._value_
         for part in key:
             text += f"\x1f{part}"
+        # ids hash what the source sent; the event holds identifiers trimmed
+        if leg_id.__class__ is str:
+            leg_id = leg_id.strip(WHITESPACE)  # type: ignore[union-attr]
+        if queue.__class__ is str:
+            queue = queue.strip(WHITESPACE)  # type: ignore[union-attr]
+        if agent.__class__ is str:
+            agent = agent.strip(WHITESPACE)  # type: ignore[union-attr]
+        intent = self.intent
+        if intent.__class__ is str:
+            intent = intent.strip(WHITESPACE)  # type: ignore[union-attr]
         try:
             event = _validate_event(
                 {
                     "tenant": self.tenant,
                     "source": self.source,
                     "event_id": _blake2b(text.encode(), digest_size=16).hexdigest(),
-                    "conversation_id": self.conversation_id,
+                    "conversation_id": self._conversation,
                     "leg_id": leg_id,
                     "channel": self.channel,
                     "direction": self.direction,
@@ -316,7 +337,7 @@ class EventBuilder:
                     "queue": queue,
                     "agent": agent,
                     "customer": self.customer,
-                    "intent": self.intent,
+                    "intent": intent,
                     "attributes": attributes or {},
                     "sequence": sequence,
                 }
