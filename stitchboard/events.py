@@ -62,6 +62,9 @@ class EventType(StrEnum):
     AGENT_STATE_CHANGED = "agent_state_changed"  # agent presence; attributes["state"]; no conversation
 
 
+_AGENT_STATE_CHANGED = EventType.AGENT_STATE_CHANGED
+
+
 class CustomerIds(BaseModel):
     """Pseudonymous identifiers (hashes, never raw PII) used to link conversations to a customer."""
 
@@ -118,14 +121,14 @@ class CanonicalEvent(BaseModel):
         # The zone check lives here rather than in ``AwareDatetime``: one Python call per event does
         # every cross-field rule, and pydantic-core's own zone check cost more than all of them. It
         # reports the same error (type ``timezone_aware``, at the field) as ``AwareDatetime`` would.
-        event_time = self.event_time
-        if event_time.utcoffset() is None:
+        event_time, ingest_time = self.event_time, self.ingest_time
+        if event_time.tzinfo is not UTC and event_time.utcoffset() is None:
             raise _naive_time(type(self).__name__, "event_time", event_time)
-        if self.ingest_time.utcoffset() is None:
-            raise _naive_time(type(self).__name__, "ingest_time", self.ingest_time)
+        if ingest_time.tzinfo is not UTC and ingest_time.utcoffset() is None:
+            raise _naive_time(type(self).__name__, "ingest_time", ingest_time)
         if not EARLIEST_EVENT_TIME <= event_time < LATEST_EVENT_TIME:
             raise ValueError(f"event_time {event_time.isoformat()} is outside 2000..2100")
-        if self.event_type is EventType.AGENT_STATE_CHANGED:
+        if self.event_type is _AGENT_STATE_CHANGED:
             if self.agent is None:
                 raise ValueError("agent_state_changed needs an agent")
         elif self.conversation_id is None:
