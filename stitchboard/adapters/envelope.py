@@ -79,9 +79,16 @@ def parse_time(value: Any, where: str) -> datetime:
     return _parse_time(value, where, "")
 
 
+_TIMES: dict[str, datetime] = {}  # timestamp text → parsed: records repeat times (segment bounds, re-sends)
+_TIMES_LIMIT = 1 << 14
+
+
 def _parse_time(value: Any, where: str | Fields, key: str) -> datetime:
     """``parse_time`` naming the field ``where`` (a path, or ``key`` of an object) only on error."""
     if value.__class__ is str:
+        parsed = _TIMES.get(value)
+        if parsed is not None:
+            return parsed
         try:
             parsed = _fromisoformat(value)
         except ValueError:
@@ -90,6 +97,9 @@ def _parse_time(value: Any, where: str | Fields, key: str) -> datetime:
             if parsed.tzinfo is not None:
                 parsed = parsed.astimezone(UTC)
                 if EARLIEST_EVENT_TIME <= parsed < LATEST_EVENT_TIME:
+                    if len(_TIMES) >= _TIMES_LIMIT:
+                        _TIMES.clear()
+                    _TIMES[value] = parsed
                     return parsed
     return _reject_time(value, where if isinstance(where, str) else where.path(key))
 
