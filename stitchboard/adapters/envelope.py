@@ -149,8 +149,11 @@ class Fields:
 
     @classmethod
     def _child(cls, data: Any, parent: Fields, key: str, index: int | None = None) -> Fields:
-        child = cls.__new__(cls)
-        child._where, child._parent, child._key, child._index = None, parent, key, index
+        child = _new_fields(cls)
+        child._where = None
+        child._parent = parent
+        child._key = key
+        child._index = index
         child.data = data if data.__class__ is dict else child._checked(data)
         return child
 
@@ -220,6 +223,9 @@ class Fields:
             value = self._get(key, list, "an array", required) or ()
         child = Fields._child
         return [child(item, self, key, i) for i, item in enumerate(value)]
+
+
+_new_fields = object.__new__
 
 
 def choose(mapping: dict[Any, Any], value: Any, reason: str, where: str | Fields, key: str = "") -> Any:

@@ -48,6 +48,7 @@ DIRECTIONS: dict[str, Direction] = {
 CUSTOMER_PURPOSES = frozenset({"customer", "external"})
 AGENT_PURPOSES = frozenset({"agent", "user"})
 IGNORED_PURPOSES = frozenset({"workflow", "voicemail", "fax", "station", "api", "dialer"})
+KNOWN_PURPOSES = CUSTOMER_PURPOSES | AGENT_PURPOSES | IGNORED_PURPOSES | {"ivr", "acd"}
 SEGMENT_TYPES = frozenset(
     {"ivr", "interact", "alert", "hold", "wrapup", "dialing", "contacting", "system", "delay", "parked"}
 )
@@ -127,7 +128,7 @@ def _parse_record(record: Fields, tenant: str, received_at: datetime) -> list[Ca
     by_purpose: dict[str, list[Fields]] = {}
     for participant in participants:
         purpose = participant.text("purpose")
-        if purpose not in CUSTOMER_PURPOSES | AGENT_PURPOSES | IGNORED_PURPOSES | {"ivr", "acd"}:
+        if purpose not in KNOWN_PURPOSES:
             raise AdapterError("schema", f"{participant.path('purpose')} has unknown value {purpose!r}")
         group = (
             "customer" if purpose in CUSTOMER_PURPOSES else "agent" if purpose in AGENT_PURPOSES else purpose
