@@ -325,7 +325,7 @@ def test_state_is_small_and_survives_pickling() -> None:
     ]
     state = run(events)[-1].state
     blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    assert len(blob) < 900, len(blob)
+    assert len(blob) < 1200, len(blob)  # packed entries: fewer bytes in memory, a few more pickled
     restored = pickle.loads(blob)
     assert restored.conversation() == state.conversation()
     assert restored.emitted() == state.emitted() == contributions(state.conversation(), TENANT)
