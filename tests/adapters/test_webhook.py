@@ -155,3 +155,15 @@ def test_rejections_name_the_field(mutate: Any, reason: str, field: str) -> None
         webhook.parse(payload, "acme", RECEIVED)
     assert caught.value.reason == reason
     assert field in caught.value.detail
+
+
+def test_identifiers_are_trimmed_by_the_adapter() -> None:
+    padded = load("webhook/agent_call_final.json")
+    padded.update(
+        queue="\u3000tech ", agent="\tbob.ray\n", conversation_id=" 3f6e2b1a-8c4d-4e5f-9a7b-1c2d3e4f5a6b"
+    )
+    plain = webhook.parse(load("webhook/agent_call_final.json"), "acme", RECEIVED)
+    trimmed = webhook.parse(padded, "acme", RECEIVED)
+    assert [(e.conversation_id, e.queue, e.agent) for e in trimmed] == [
+        (e.conversation_id, e.queue, e.agent) for e in plain
+    ]

@@ -94,3 +94,10 @@ def test_a_naive_time_is_reported_at_its_field_as_pydantic_reports_it() -> None:
 def test_offsets_other_than_utc_are_accepted_and_compare_by_instant() -> None:
     local = datetime(2026, 3, 29, 10, 0, tzinfo=timezone(timedelta(hours=2)))
     assert CanonicalEvent(**valid(event_time=local)).event_time == WHEN
+
+
+def test_identifiers_are_taken_verbatim_not_rewritten() -> None:
+    event = CanonicalEvent(**valid(queue=" sales "))
+    assert event.queue == " sales "
+    with pytest.raises(ValidationError, match="at most 256 characters"):
+        CanonicalEvent(**valid(queue="q" * 257))
