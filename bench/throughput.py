@@ -94,8 +94,7 @@ def _stages(result: Result, raws: list[bytes], settings: Settings) -> tuple[int,
                     delivery.tenant, tenant, settings.timing, METRIC_NAMES
                 )
             book.observe(max(e.event_time for e in delivery.events), now)
-            for delta in outcome.deltas:
-                book.apply(delta)
+            book.apply_all(outcome.deltas)
             if book.due(now):
                 book.flush(now)
 

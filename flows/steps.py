@@ -239,8 +239,7 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[Any], IntervalState
                     if watermark is not None and feed.earliest < watermark - self._lateness:
                         telemetry.LATE_DELIVERIES.labels(feed.tenant).inc()
                     book.observe(feed.latest, now)
-                    for delta in feed.deltas:
-                        book.apply(delta)
+                    book.apply_all(feed.deltas)
                     if book.due(now):
                         rows.extend(self._publish(book.flush(now))[0])
         return rows, StatefulBatchLogic.RETAIN

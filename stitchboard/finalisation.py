@@ -29,6 +29,7 @@ restatement horizon before the watermark; ``snapshot``/``restore`` round-trip it
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -137,36 +138,41 @@ class IntervalBook:
 
     def apply(self, delta: Delta) -> None:
         """Add ``delta`` to the bucket of every interval length that contains its instant."""
-        if delta.tenant != self.tenant:
-            raise ValueError(f"delta for tenant {delta.tenant!r} given to the book of {self.tenant!r}")
-        index = self._index.get(delta.key.metric)
-        if index is None:
-            raise ValueError(f"unknown metric {delta.key.metric!r}")
-        if delta.value == 0:
-            return
+        self.apply_all((delta,))
+
+    def apply_all(self, deltas: Iterable[Delta]) -> None:
+        """`apply` each delta in order (one delivery's deltas at once: the checks are shared)."""
         cutoff = self._cutoff()
-        if cutoff is not None and delta.key.at < cutoff:
-            self._dropped.append(delta)
-            self._dropped_total += 1
-            return
-        for minutes, start, end in self._spans(delta.key.at):
-            key = (minutes, delta.key.queue, delta.key.channel, start)
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                bucket = _Bucket(end=end, figures=[0] * len(self._metric_names))
-                self._buckets[key] = bucket
-                heapq.heappush(self._open, (end, key))
-            if bucket.published is None:
-                assert bucket.figures is not None
-                bucket.figures[index] += delta.value
-                self._dirty[key] = None
-            else:
-                if bucket.figures is None:
-                    assert bucket.last is not None
-                    bucket.figures = list(bucket.last)
-                bucket.figures[index] += delta.value
-                bucket.reasons.update(delta.reason.split(","))
-                self._pending[key] = None
+        buckets, index_of, spans, width = self._buckets, self._index, self._spans, len(self._metric_names)
+        for delta in deltas:
+            if delta.tenant != self.tenant:
+                raise ValueError(f"delta for tenant {delta.tenant!r} given to the book of {self.tenant!r}")
+            contribution, value = delta.key, delta.value
+            index = index_of.get(contribution.metric)
+            if index is None:
+                raise ValueError(f"unknown metric {contribution.metric!r}")
+            if value == 0:
+                continue
+            if cutoff is not None and contribution.at < cutoff:
+                self._dropped.append(delta)
+                self._dropped_total += 1
+                continue
+            for minutes, start, end in spans(contribution.at):
+                key = (minutes, contribution.queue, contribution.channel, start)
+                bucket = buckets.get(key)
+                if bucket is None:
+                    bucket = buckets[key] = _Bucket(end=end, figures=[0] * width)
+                    heapq.heappush(self._open, (end, key))
+                if bucket.published is None:
+                    bucket.figures[index] += value  # type: ignore[index]  # open buckets have figures
+                    self._dirty[key] = None
+                else:
+                    if bucket.figures is None:
+                        assert bucket.last is not None
+                        bucket.figures = list(bucket.last)
+                    bucket.figures[index] += value
+                    bucket.reasons.update(delta.reason.split(","))
+                    self._pending[key] = None
 
     def _spans(self, at: datetime) -> tuple[tuple[int, datetime, datetime], ...]:
         """(length, start, end) of every interval containing ``at``; the deltas of one event
