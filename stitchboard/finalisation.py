@@ -77,6 +77,9 @@ class _Bucket:
     reasons: set[str] = field(default_factory=set)
 
 
+_SPANS_KEPT = 4096
+
+
 class IntervalBook:
     """Interval figures of ONE tenant, for every configured interval length."""
 
@@ -108,8 +111,7 @@ class IntervalBook:
         self._dropped: list[Delta] = []
         self._dropped_total = 0
         self._last_provisional_at: datetime | None = None
-        self._last_at: datetime | None = None
-        self._last_spans: tuple[tuple[int, datetime, datetime], ...] = ()
+        self._spans_at: dict[datetime, tuple[tuple[int, datetime, datetime], ...]] = {}
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -175,16 +177,18 @@ class IntervalBook:
                     self._pending[key] = None
 
     def _spans(self, at: datetime) -> tuple[tuple[int, datetime, datetime], ...]:
-        """(length, start, end) of every interval containing ``at``; the deltas of one event
-        mostly share an instant, so the last answer is kept."""
-        if at != self._last_at:
-            self._last_at = at
-            self._last_spans = tuple(
+        """(length, start, end) of every interval containing ``at``; a delivery's deltas share a
+        few instants, so recent answers are kept (zone maths costs more than the lookup)."""
+        spans = self._spans_at.get(at)
+        if spans is None:
+            if len(self._spans_at) >= _SPANS_KEPT:
+                self._spans_at.clear()
+            spans = self._spans_at[at] = tuple(
                 (minutes, interval.start, interval.end)
                 for minutes in self._lengths
                 for interval in (interval_of(at, self._zone, minutes),)
             )
-        return self._last_spans
+        return spans
 
     def flush(self, now: datetime, *, all_provisional: bool = False) -> Flushed:
         """Finalise what the watermark allows, publish provisional changes and restatements, evict.

@@ -246,12 +246,12 @@ def contribution_values(conversation: Conversation, tenant: TenantSettings) -> d
                 add(queue, "qa_scored", end, 1)
                 add(queue, "qa_score_sum", end, leg.qa_score)
 
-    first_queue = conversation.first_queue
+    queued = conversation.queued_legs
+    first_queue = queued[0].queue if queued else ""
     if conversation.anchored:
         add(first_queue, "contacts", conversation.started_at, 1)
     answers = [leg.answered_at for leg in conversation.legs if leg.answered_at is not None]
     add(first_queue, "contacts_answered", min(answers, default=None), 1)
-    queued = conversation.queued_legs
     if queued and queued[-1].abandon_wait_ms is not None:
         add(first_queue, "contacts_abandoned", queued[-1].abandoned_at, 1)
     transfers = [leg.transfer_at for leg in conversation.legs if leg.transfer_at and leg.answered_at]

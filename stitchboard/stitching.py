@@ -467,9 +467,13 @@ class ConversationState:
         if value is None:
             return 0
         table = self._table
-        for position, known in enumerate(table):
-            if known == value and type(known) is type(value):
-                return position
+        if value in table:
+            first = table.index(value)
+            if type(table[first]) is type(value):  # the common case; else 1 may have matched True
+                return first
+            for position, known in enumerate(table):
+                if known == value and type(known) is type(value):
+                    return position
         if len(table) > 0xFFFF:
             raise ValueError(f"conversation {self.conversation_id} has more than 65535 distinct values")
         self._table = (*table, _intern(value) if isinstance(value, str) else value)
@@ -675,10 +679,18 @@ class ConversationState:
         if not values or self._base is None:
             return b""
         base, position = self._base, self._position
-        entries = sorted(
-            (position(queue), to_micros(at) - base, METRIC_INDEX[metric], value)
-            for (queue, metric, at), value in values.items()
-        )
+        positions: dict[str, int] = {}
+        micros: dict[datetime, int] = {}
+        entries = []
+        for (queue, metric, at), value in values.items():
+            where = positions.get(queue)
+            if where is None:
+                where = positions[queue] = position(queue)
+            relative = micros.get(at)
+            if relative is None:
+                relative = micros[at] = to_micros(at) - base
+            entries.append((where, relative, METRIC_INDEX[metric], value))
+        entries.sort()
         return bytes((_CHANNEL_VALUE_INDEX[channel],)) + b"".join(_EMITTED.pack(*entry) for entry in entries)
 
 
