@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -219,3 +220,168 @@ class ClickHouseWriter:
             if self._on_insert is not None:
                 self._on_insert(table, len(batch), time.perf_counter() - started)
             return
+
+
+class BackgroundWriter:
+    """A ``ClickHouseWriter`` on a thread of its own: ``add`` buffers and returns, the thread inserts.
+
+    Each table is inserted when it holds ``batch_rows`` rows or its oldest buffered row has waited
+    ``flush_seconds`` (size or time, whichever comes first); ``urgent`` tables are inserted as soon
+    as they have rows, and first. The caller never waits for an insert: the ClickHouse work (of
+    the order of 10-30 ms per INSERT in chDB, network round trips for a server) overlaps the
+    flow's Python work (chDB and the HTTP client release the GIL), and while the thread inserts,
+    new rows gather into the next batch, so batches grow with the load.
+
+    ``urgent`` is for the tables readers wait for whose rows are already rate-limited upstream:
+    interval rows come in one batch per ``provisional_every_seconds``, so they are inserted about
+    that often; every other table at most once per ``flush_seconds``. Back-pressure: ``add``
+    blocks while ``max_buffered_rows`` rows wait. A batch that fails after the writer's retries
+    stays buffered, the thread stops, and the next ``add``, ``flush`` or ``close`` raises, so the
+    flow stops rather than dropping rows.
+    """
+
+    def __init__(
+        self,
+        writer: ClickHouseWriter,
+        *,
+        urgent: Sequence[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._writer = writer
+        self._urgent = tuple(urgent)
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._buffers: dict[str, list[Row]] = {}
+        self._since: dict[str, float] = {}  # table → when its oldest buffered row was added
+        self._buffered = 0
+        self._in_flight = 0  # rows taken by the thread and not yet inserted
+        self._flush_requested = False
+        self._closing = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="clickhouse-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def writer(self) -> ClickHouseWriter:
+        return self._writer
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows added and not yet inserted (buffered or being inserted)."""
+        with self._cond:
+            return self._buffered + self._in_flight
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def add(self, table: str, rows: Sequence[object]) -> None:
+        """Buffer rows (dataclasses or column tuples) for ``table``; blocks only for back-pressure."""
+        converted = [to_row(table, row) for row in rows]
+        if not converted:
+            return
+        with self._cond:
+            self._raise_pending()
+            if self._buffered >= self._writer.max_buffered_rows:
+                self._writer.backpressure_flushes += 1
+                while self._buffered >= self._writer.max_buffered_rows and self._error is None:
+                    self._flush_requested = True
+                    self._cond.notify_all()
+                    self._cond.wait()
+                self._raise_pending()
+            buffer = self._buffers.setdefault(table, [])
+            buffer.extend(converted)
+            self._buffered += len(converted)
+            if table not in self._since:
+                self._since[table] = self._clock()
+                self._cond.notify_all()  # a new deadline (or an urgent table)
+            elif len(buffer) >= self._writer.batch_rows:
+                self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Insert everything added so far now, and wait until it is in ClickHouse (or raise)."""
+        with self._cond:
+            if self._buffered:
+                self._flush_requested = True
+                self._cond.notify_all()
+            while (self._buffered or self._in_flight) and self._error is None:
+                self._cond.wait()
+            self._raise_pending()
+
+    def close(self) -> None:
+        """Insert what is left and stop the thread; raises if rows could not be written."""
+        try:
+            self.flush()
+        finally:
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
+            if self._thread is not threading.current_thread():
+                self._thread.join()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise RuntimeError("writing rows to ClickHouse failed") from self._error
+
+    def _due(self) -> tuple[list[str], float | None]:
+        """(tables to insert now, seconds until the next one is due or None). Holds the lock."""
+        if self._flush_requested or self._closing:
+            return [table for table, rows in self._buffers.items() if rows], None
+        now = self._clock()
+        due: list[str] = []
+        wait: float | None = None
+        for table, since in self._since.items():
+            left = 0.0 if table in self._urgent else since + self._writer.flush_seconds - now
+            if left <= 0 or len(self._buffers[table]) >= self._writer.batch_rows:
+                due.append(table)
+            elif wait is None or left < wait:
+                wait = left
+        return due, wait
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    due, wait = self._due()
+                    if due:
+                        break
+                    if self._closing:
+                        return
+                    self._cond.wait(wait)
+                urgent = [table for table in self._urgent if table in due]
+                taken = {
+                    table: self._buffers.pop(table)
+                    for table in [*urgent, *(t for t in due if t not in urgent)]
+                }
+                for table in taken:
+                    self._since.pop(table, None)
+                rows = sum(len(batch) for batch in taken.values())
+                self._in_flight += rows
+                self._buffered -= rows
+                if not self._buffered:
+                    self._flush_requested = False
+            try:
+                self._insert(taken)
+            except BaseException as exc:  # kept buffered, raised in the caller's thread
+                with self._cond:
+                    for table, left in taken.items():
+                        if left:
+                            self._buffers[table] = left + self._buffers.get(table, [])
+                            self._since.setdefault(table, self._clock())
+                            self._buffered += len(left)
+                            self._in_flight -= len(left)
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._cond.notify_all()
+
+    def _insert(self, taken: dict[str, list[Row]]) -> None:
+        """Insert ``taken`` table by table in ``batch_rows`` batches, removing what is written."""
+        for table, rows in taken.items():
+            while rows:
+                batch = rows[: self._writer.batch_rows]
+                self._writer.write(table, batch)
+                del rows[: len(batch)]
+                with self._cond:
+                    self._in_flight -= len(batch)

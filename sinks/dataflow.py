@@ -1,7 +1,7 @@
 """Bytewax sink around ``ClickHouseWriter``: routes each published row to its table.
 
-Without recovery, rows are buffered across batches and flushed at every epoch end. With recovery,
-rows are written only once Bytewax has committed the epoch that produced them (``_StagedPartition``
+Without recovery, a background writer inserts rows (on size, time, or at once for interval rows)
+while the flow goes on. With recovery, rows are written only once Bytewax has committed the epoch that produced them (``_StagedPartition``
 explains why), so a crash never leaves rows of an execution that recovery then abandoned.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import ClickHouseWriter, Row, latest_versions, to_row
+from sinks.clickhouse import BackgroundWriter, ClickHouseWriter, Row, latest_versions, to_row
 from sinks.deadletters import KafkaDeadLetterProducer
 from sinks.recovery_store import CommittedSnapshot, RecoveryStore, StoreUnreadable
 from stitchboard import telemetry
@@ -49,6 +49,7 @@ PublishedRow = (
 )
 
 PART = "clickhouse"
+URGENT_TABLES = ("interval_metrics", "interval_published")  # what wallboards wait for (see BackgroundWriter)
 _log = logging.getLogger("stitchboard.sink")
 
 _TABLE_BY_TYPE: dict[type, str] = {
@@ -79,18 +80,26 @@ def _by_table(values: list[PublishedRow]) -> dict[str, list[PublishedRow]]:
 
 
 class _WriterPartition(StatefulSinkPartition[PublishedRow, None]):
-    """Without recovery: buffered writes, flushed at every epoch end (nothing is ever replayed)."""
+    """Without recovery: rows go to a background writer, which inserts them on size or time.
+
+    Nothing is ever replayed without recovery, so rows need not wait for an epoch: the flow hands
+    them over and goes on. Interval rows are inserted at once (they are throttled upstream by
+    ``timing.provisional_every_seconds``), other tables' rows once a table holds
+    ``clickhouse.batch_rows`` or waited ``clickhouse.flush_seconds`` (``BackgroundWriter``). Epoch ends do not flush (that would make
+    the flow wait for ClickHouse); the end of input does.
+    """
 
     def __init__(self, writer: ClickHouseWriter) -> None:
-        self._writer = writer
+        self._writer = BackgroundWriter(writer, urgent=URGENT_TABLES)
 
     def write_batch(self, values: list[PublishedRow]) -> None:
         for table, rows in _by_table(values).items():
             self._writer.add(table, rows)
-        self._writer.flush_if_due()
 
     def snapshot(self) -> None:
-        self._writer.flush()
+        error = self._writer.error
+        if error is not None:
+            raise RuntimeError("writing rows to ClickHouse failed") from error
 
     def close(self) -> None:
         self._writer.close()

@@ -1,3 +1,5 @@
+import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -6,7 +8,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError, ProgrammingError
 from support.rows import conversation_row
 
-from sinks.clickhouse import ClickHouseWriter, to_row
+from sinks.clickhouse import BackgroundWriter, ClickHouseWriter, to_row
 from stitchboard.deadletters import DeadLetter
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.rows import ConversationRow, IntervalRow, RestatementRow
@@ -228,3 +230,93 @@ def test_flush_when_due(chdb_client: Client, fresh_database: str) -> None:
     assert (writer.flush_if_due(), writer.buffered_rows) == (False, 1)
     now[0] = 1.5
     assert (writer.flush_if_due(), writer.buffered_rows) == (True, 0)
+
+
+class RecordingClient(FlakyClient):
+    """A ``FlakyClient`` that also records the table of every insert attempt, in order."""
+
+    def __init__(self, client: Client, failures: int = 0) -> None:
+        super().__init__(client, failures)
+        self.tables: list[str] = []
+
+    def insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
+        self.tables.append(table)
+        return super().insert(table, *args, **kwargs)
+
+
+def eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_background_writer_inserts_on_time_while_the_caller_goes_on(
+    chdb_client: Client, fresh_database: str
+) -> None:
+    client = RecordingClient(chdb_client)
+    writer = BackgroundWriter(ClickHouseWriter(client, fresh_database, flush_seconds=0.5))  # type: ignore[arg-type]
+    writer.add("conversations", [conversation("c1"), conversation("c2")])
+    assert (client.tables, writer.pending_rows) == ([], 2)  # add only buffers
+    assert eventually(lambda: writer.pending_rows == 0)  # no further call needed: the timer fires
+    assert client.tables == ["conversations"]
+    assert len(select_final(chdb_client, fresh_database, "conversations")) == 2
+    writer.close()
+
+
+def test_urgent_rows_are_inserted_at_once_other_tables_on_their_own_time(
+    chdb_client: Client, fresh_database: str
+) -> None:
+    client = RecordingClient(chdb_client)
+    writer = BackgroundWriter(
+        ClickHouseWriter(client, fresh_database, flush_seconds=3600),  # type: ignore[arg-type]
+        urgent=("interval_metrics",),
+    )
+    writer.add("conversations", [conversation()])
+    writer.add("interval_metrics", [interval(offered=3)])
+    assert eventually(lambda: writer.pending_rows == 1)
+    time.sleep(0.1)
+    assert (client.tables, writer.pending_rows) == (["interval_metrics"], 1)  # conversations: an hour to go
+    writer.close()  # the end of input flushes every table
+    assert client.tables == ["interval_metrics", "conversations"]
+    assert len(select_final(chdb_client, fresh_database, "conversations")) == 1
+
+
+def test_a_full_batch_is_inserted_without_waiting(chdb_client: Client, fresh_database: str) -> None:
+    client = RecordingClient(chdb_client)
+    writer = BackgroundWriter(ClickHouseWriter(client, fresh_database, batch_rows=2, flush_seconds=3600))  # type: ignore[arg-type]
+    writer.add("conversations", [conversation(f"c{i}") for i in range(3)])
+    assert eventually(lambda: writer.pending_rows == 0)
+    assert (client.tables, writer.writer.batches) == (["conversations", "conversations"], 2)
+    writer.close()
+
+
+def test_back_pressure_waits_for_the_writer(chdb_client: Client, fresh_database: str) -> None:
+    writer = BackgroundWriter(
+        ClickHouseWriter(chdb_client, fresh_database, flush_seconds=3600, max_buffered_rows=2)
+    )
+    writer.add("conversations", [conversation("c1"), conversation("c2")])
+    writer.add("conversations", [conversation("c3")])  # 2 buffered: waits until they are written
+    assert (writer.writer.backpressure_flushes, writer.writer.rows) == (1, 2)
+    writer.close()
+    assert len(select_final(chdb_client, fresh_database, "conversations")) == 3
+
+
+def test_background_failure_keeps_the_rows_and_raises_in_the_caller(
+    chdb_client: Client, fresh_database: str
+) -> None:
+    client = RecordingClient(chdb_client, failures=10**9)
+    writer = BackgroundWriter(
+        ClickHouseWriter(client, fresh_database, flush_seconds=0.01, max_retries=1, sleep=lambda _: None),  # type: ignore[arg-type]
+        urgent=("interval_metrics",),
+    )
+    writer.add("interval_metrics", [interval(offered=1)])
+    assert eventually(lambda: writer.error is not None)
+    assert (len(client.tables), writer.pending_rows) == (2, 1)  # tried twice, nothing dropped
+    with pytest.raises(RuntimeError, match="ClickHouse"):
+        writer.add("conversations", [conversation()])
+    with pytest.raises(RuntimeError, match="ClickHouse"):
+        writer.close()
+    assert select_final(chdb_client, fresh_database, "interval_metrics") == []
