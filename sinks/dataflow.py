@@ -1,8 +1,9 @@
 """Bytewax sink around ``ClickHouseWriter``: routes each published row to its table.
 
 Without recovery, a background writer inserts rows (on size, time, or at once for interval rows)
-while the flow goes on. With recovery, rows are written only once Bytewax has committed the epoch that produced them (``_StagedPartition``
-explains why), so a crash never leaves rows of an execution that recovery then abandoned.
+while the flow goes on. With recovery, rows are written only once Bytewax has committed the epoch
+that produced them (``_StagedPartition`` explains why), so a crash never leaves rows of an
+execution that recovery then abandoned.
 """
 
 from __future__ import annotations
