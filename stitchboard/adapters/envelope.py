@@ -265,13 +265,21 @@ NO_CUSTOMER_IDS = CustomerIds()  # frozen, so one instance serves every record w
 _validate_customer_ids = CustomerIds.__pydantic_validator__.validate_python
 
 
+_CUSTOMERS: dict[tuple[str | None, ...], CustomerIds] = {}  # re-sent records name the same customer
+_CUSTOMERS_LIMIT = 1 << 14
+
+
 def customer_ids(
     phone_hash: str | None, email_hash: str | None, account_hash: str | None, cookie_hash: str | None
 ) -> CustomerIds:
-    """``CustomerIds(...)`` validated the same way, sharing one instance when a record names nobody."""
+    """``CustomerIds(...)`` validated the same way; one shared (frozen) instance per distinct set of ids."""
     if phone_hash is None and email_hash is None and account_hash is None and cookie_hash is None:
         return NO_CUSTOMER_IDS
-    return _validate_customer_ids(
+    key = (phone_hash, email_hash, account_hash, cookie_hash)
+    known = _CUSTOMERS.get(key)
+    if known is not None:
+        return known
+    customer = _validate_customer_ids(
         {
             "phone_hash": trim(phone_hash),
             "email_hash": trim(email_hash),
@@ -279,6 +287,10 @@ def customer_ids(
             "cookie_hash": trim(cookie_hash),
         }
     )
+    if len(_CUSTOMERS) >= _CUSTOMERS_LIMIT:
+        _CUSTOMERS.clear()
+    _CUSTOMERS[key] = customer
+    return customer
 
 
 @dataclass(slots=True)
