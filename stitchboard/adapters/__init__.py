@@ -35,7 +35,7 @@ def normalise(
     raw: bytes, origin: str = "", received_at: datetime | None = None
 ) -> list[CanonicalEvent] | DeadLetter:
     """Parse one envelope and run its source's adapter; any failure becomes a ``DeadLetter``."""
-    fallback = received_at if received_at is not None else datetime.now(UTC)
+    fallback = received_at  # the clock is read only when neither envelope nor transport has a time
     tenant = source = ""
     try:
         document = _decode(raw)
@@ -48,10 +48,12 @@ def normalise(
             )
         return adapter(envelope.payload, tenant, envelope.received_at)
     except AdapterError as exc:
-        return DeadLetter(exc.reason, exc.detail, raw, fallback, tenant, source, origin)
+        when = fallback if fallback is not None else datetime.now(UTC)
+        return DeadLetter(exc.reason, exc.detail, raw, when, tenant, source, origin)
     except Exception as exc:  # an adapter bug must not stop the stream; keep the record for replay
         detail = f"{type(exc).__name__}: {exc}"
-        return DeadLetter("internal_error", detail, raw, fallback, tenant, source, origin)
+        when = fallback if fallback is not None else datetime.now(UTC)
+        return DeadLetter("internal_error", detail, raw, when, tenant, source, origin)
 
 
 def _decode(raw: bytes) -> Any:

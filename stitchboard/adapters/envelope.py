@@ -54,8 +54,11 @@ def nesting_depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def parse_envelope(document: Any, fallback_received_at: datetime) -> Envelope:
-    """Validate the envelope fields; the envelope's own ``received_at`` wins over the transport's."""
+def parse_envelope(document: Any, fallback_received_at: datetime | None) -> Envelope:
+    """Validate the envelope fields; the envelope's own ``received_at`` wins over the transport's.
+
+    Without either, the record was received now.
+    """
     if not isinstance(document, dict):
         raise AdapterError("bad_envelope", f"envelope must be a JSON object, got {type(document).__name__}")
     for name in ("tenant", "source"):
@@ -65,12 +68,13 @@ def parse_envelope(document: Any, fallback_received_at: datetime) -> Envelope:
     payload = document.get("payload")
     if not isinstance(payload, dict):
         raise AdapterError("bad_envelope", "envelope.payload must be a JSON object")
-    received_at = fallback_received_at
     if document.get("received_at") is not None:
         try:
             received_at = parse_time(document["received_at"], "envelope.received_at")
         except AdapterError as exc:
             raise AdapterError("bad_envelope", exc.detail) from exc
+    else:
+        received_at = fallback_received_at if fallback_received_at is not None else datetime.now(UTC)
     return Envelope(document["tenant"].strip(), document["source"].strip(), received_at, payload)
 
 
