@@ -32,11 +32,13 @@ CREATE TABLE IF NOT EXISTS `stitchboard`.`conversations`
     `intent` LowCardinality(String),
     `customer_keys` Array(String),
     `updated_at` DateTime64(3, 'UTC'),
-    `path` Array(String) COMMENT 'ordered steps (see stitchboard.paths)'
+    `path` Array(String) COMMENT 'ordered steps (see stitchboard.paths)',
+    PROJECTION `latest_update` (SELECT tenant, max(updated_at) GROUP BY tenant)
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY tuple()
 ORDER BY (tenant, conversation_id)
+SETTINGS deduplicate_merge_projection_mode = 'rebuild'
 COMMENT 'Current state of each stitched conversation; highest version wins';
 
 CREATE TABLE IF NOT EXISTS `stitchboard`.`interval_metrics`

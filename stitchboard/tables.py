@@ -33,6 +33,18 @@ class Column:
 
 
 @dataclass(frozen=True, slots=True)
+class Projection:
+    """A projection kept by ClickHouse in every part, e.g. a per-tenant aggregate for alert queries."""
+
+    name: str
+    query: str  # ``SELECT ... [GROUP BY ...]`` over the table's columns, without FROM
+
+    def sql(self) -> str:
+        """``name (query)``: after ``PROJECTION`` in CREATE TABLE, after ``ADD PROJECTION`` in ALTER TABLE."""
+        return f"`{self.name}` ({self.query})"
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     name: str
     comment: str
@@ -40,15 +52,22 @@ class Table:
     engine: str
     order_by: tuple[str, ...]
     partition_by: str
+    projections: tuple[Projection, ...] = ()
+    settings: tuple[tuple[str, str], ...] = ()  # (MergeTree setting, SQL value)
 
     def create(self, database: str) -> str:
-        body = ",\n".join(f"    {column.sql()}" for column in self.columns)
+        body = ",\n".join(
+            [f"    {column.sql()}" for column in self.columns]
+            + [f"    PROJECTION {projection.sql()}" for projection in self.projections]
+        )
+        settings = f"SETTINGS {', '.join(f'{name} = {value}' for name, value in self.settings)}\n"
         return (
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}`\n(\n{body}\n)\n"
             f"ENGINE = {self.engine}\n"
             f"PARTITION BY {self.partition_by}\n"
             f"ORDER BY ({', '.join(self.order_by)})\n"
-            f"COMMENT {quote(self.comment)}"
+            + (settings if self.settings else "")
+            + f"COMMENT {quote(self.comment)}"
         )
 
 
@@ -125,6 +144,10 @@ def tables() -> tuple[Table, ...]:
             order_by=("tenant", "conversation_id"),
             # Not by started_at: a late earlier event moves it, and versions only replace within a partition.
             partition_by="tuple()",
+            # The stale-pipeline alert's max(updated_at) per tenant, without reading every conversation.
+            # A ReplacingMergeTree projection must say what merges that drop old versions do to it.
+            projections=(Projection("latest_update", "SELECT tenant, max(updated_at) GROUP BY tenant"),),
+            settings=(("deduplicate_merge_projection_mode", "'rebuild'"),),
         ),
         Table(
             name="interval_metrics",
@@ -344,7 +367,13 @@ ADDED_COLUMNS: frozenset[tuple[str, str]] = frozenset({("conversations", "path")
 
 
 def migrations(database: str = DEFAULT_DATABASE) -> list[str]:
-    """Idempotent ALTERs adding columns (catalogue metrics, ``ADDED_COLUMNS``) older tables lack."""
+    """Idempotent ALTERs adding what older tables lack: columns (catalogue metrics, ``ADDED_COLUMNS``),
+    then settings and projections.
+
+    A projection added to an existing table covers parts written or merged from then on; queries
+    read older parts in full until ``ALTER TABLE ... MATERIALIZE PROJECTION`` (a one-off mutation,
+    so not run here) has rebuilt them.
+    """
     metrics = set(metric_columns())
     statements = []
     for candidate in tables():
@@ -356,6 +385,13 @@ def migrations(database: str = DEFAULT_DATABASE) -> list[str]:
         if added:
             clauses = ",\n".join(f"    ADD COLUMN IF NOT EXISTS {column.sql()}" for column in added)
             statements.append(f"ALTER TABLE `{database}`.`{candidate.name}`\n{clauses}")
+        if candidate.settings:
+            assigned = ", ".join(f"{name} = {value}" for name, value in candidate.settings)
+            statements.append(f"ALTER TABLE `{database}`.`{candidate.name}` MODIFY SETTING {assigned}")
+        statements.extend(
+            f"ALTER TABLE `{database}`.`{candidate.name}` ADD PROJECTION IF NOT EXISTS {projection.sql()}"
+            for projection in candidate.projections
+        )
     return statements
 
 

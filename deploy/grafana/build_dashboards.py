@@ -41,7 +41,7 @@ ALERT_FOLDER = "Stitchboard"
 SCHEMA_VERSION = 39
 
 Format = Literal["table", "time_series"]
-_CLAUSE = re.compile(r" (?=(?:FROM|WHERE|GROUP BY|ORDER BY|INNER JOIN|LEFT JOIN|UNION ALL|LIMIT) )")
+_CLAUSE = re.compile(r" (?=(?:FROM|PREWHERE|WHERE|GROUP BY|ORDER BY|INNER JOIN|LEFT JOIN|UNION ALL|LIMIT) )")
 _FORMAT_CODES = {"time_series": 0, "table": 1}  # the plugin's numeric format enum
 _QUERY_TYPES = {"time_series": "timeseries", "table": "table"}
 
@@ -691,6 +691,21 @@ class AlertRule:
 
 BASELINE_WEEKS = 4
 MIN_BASELINE_WEEKS = 3
+SLOT_SHIFT_HOURS = 3
+"""Bound on how far (in UTC) the same local slot k weeks earlier lies from now - k weeks.
+
+A zone's UTC offset moves by at most 2 hours (DST on Antarctica/Troll; 1 hour almost everywhere,
+30 minutes on Lord Howe), and a slot label (``HH:MM``) ignores the seconds of a cut interval, so
+3 hours covers every same-slot row. The baseline reads only these windows: a few granules per
+tenant and week instead of 29 days of every tenant through ``FINAL``. The slot match itself
+(weekday and wall time) still decides which rows count.
+"""
+
+
+def _key_windows(length: int, windows: Sequence[tuple[str, str]]) -> str:
+    """``interval_minutes`` and ``interval_start`` ranges: key columns only, so safe before ``FINAL``."""
+    ranges = " OR ".join(f"interval_start >= {start} AND interval_start < {end}" for start, end in windows)
+    return f"interval_minutes = {length} AND ({ranges})"
 
 
 def slot_anomaly_sql(database: str, figure: str, volume: str, min_volume: int, value: str, name: str) -> str:
@@ -700,17 +715,27 @@ def slot_anomaly_sql(database: str, figure: str, volume: str, min_volume: int, v
     time, so DST does not shift it) over the previous ``BASELINE_WEEKS`` weeks, as corrected. Rows
     appear only with enough volume now and enough baseline weeks; ``value`` combines ``figure_now``
     and ``figure_baseline`` into the one number the threshold tests.
+
+    Both sides read ``interval_metrics FINAL`` through ``PREWHERE`` ranges of the primary key that
+    contain every row the other conditions can select (a 15-minute interval is at most 15 minutes
+    long, so the one that ended last started in the last 30 minutes; see ``SLOT_SHIFT_HOURS``).
     """
     slot = "toDayOfWeek(local_date) AS weekday, substring(local_start, 12, 5) AS slot"
+    now = _key_windows(15, [("$__toTime - INTERVAL 30 MINUTE", "$__toTime")])
+    shift = SLOT_SHIFT_HOURS
+    weeks = [
+        (f"$__toTime - INTERVAL {168 * week + shift} HOUR", f"$__toTime - INTERVAL {168 * week - shift} HOUR")
+        for week in range(1, BASELINE_WEEKS + 1)
+    ]
     return (
         f"SELECT tenant, queue, {value} AS {name} FROM ("
         f"SELECT tenant, queue, {slot}, {figure} AS figure_now, {volume} AS volume_now"
-        f" FROM {database}.interval_metrics FINAL WHERE interval_minutes = 15 AND queue != ''"
+        f" FROM {database}.interval_metrics FINAL PREWHERE {now} WHERE queue != ''"
         " AND interval_end > $__toTime - INTERVAL 15 MINUTE AND interval_end <= $__toTime"
         " GROUP BY tenant, queue, weekday, slot) AS current INNER JOIN ("
         "SELECT tenant, queue, weekday, slot, median(figure_then) AS figure_baseline, count() AS baseline_weeks FROM ("
         f"SELECT tenant, queue, local_date, {slot}, {figure} AS figure_then"
-        f" FROM {database}.interval_metrics FINAL WHERE interval_minutes = 15 AND queue != ''"
+        f" FROM {database}.interval_metrics FINAL PREWHERE {_key_windows(15, weeks)} WHERE queue != ''"
         " AND status != 'provisional'"
         f" AND interval_start >= $__toTime - INTERVAL {7 * BASELINE_WEEKS + 1} DAY"
         " AND interval_start < $__toTime - INTERVAL 1 DAY"
@@ -718,6 +743,25 @@ def slot_anomaly_sql(database: str, figure: str, volume: str, min_volume: int, v
         " GROUP BY tenant, queue, weekday, slot) AS baseline USING (tenant, queue, weekday, slot)"
         f" WHERE volume_now >= {min_volume} AND figure_now IS NOT NULL"
         f" AND baseline_weeks >= {MIN_BASELINE_WEEKS} ORDER BY tenant, queue"
+    )
+
+
+def stale_seconds_sql(database: str) -> str:
+    """Seconds since each tenant's newest conversation update at or before ``$__toTime``.
+
+    ``max(updated_at)`` per tenant comes from the ``latest_update`` projection of ``conversations``
+    (a few rows per part instead of every conversation). ``updated_at`` is the pipeline's clock when
+    it wrote the row, so normally no row is newer than ``$__toTime``; a tenant that has such rows
+    (a time range ending in the past, a skewed clock) is recomputed from its rows, read through the
+    primary key (``tenant`` first).
+    """
+    latest = f"SELECT tenant, max(updated_at) AS latest FROM {database}.conversations GROUP BY tenant"
+    return (
+        f"SELECT tenant, dateDiff('second', latest, $__toTime) AS stale_seconds FROM ({latest})"
+        " WHERE latest <= $__toTime UNION ALL "
+        "SELECT tenant, dateDiff('second', max(updated_at), $__toTime) AS stale_seconds"
+        f" FROM {database}.conversations WHERE tenant IN (SELECT tenant FROM ({latest}) WHERE latest > $__toTime)"
+        " AND updated_at <= $__toTime GROUP BY tenant"
     )
 
 
@@ -755,14 +799,13 @@ def alert_rules(database: str = DEFAULT_DATABASE) -> list[AlertRule]:
         " WHERE recent >= 20 ORDER BY tenant"
     )
     stale = (
-        "SELECT tenant, stale_seconds FROM ("
-        "SELECT tenant, dateDiff('second', max(updated_at), $__toTime) AS stale_seconds"
-        f" FROM {database}.conversations WHERE updated_at <= $__toTime GROUP BY tenant) AS freshness"
-        " INNER JOIN ("
+        f"SELECT tenant, stale_seconds FROM ({stale_seconds_sql(database)}) AS freshness INNER JOIN ("
         "SELECT tenant, sum(contacts) / 7 AS usual_hourly_contacts"
-        f" FROM {database}.interval_metrics FINAL WHERE interval_minutes = 60 AND status != 'provisional'"
+        # Only key columns before FINAL: the same hour of the previous seven days is merged, not 168 hours.
+        f" FROM {database}.interval_metrics FINAL PREWHERE interval_minutes = 60"
         " AND interval_start >= $__toTime - INTERVAL 169 HOUR AND interval_start < $__toTime - INTERVAL 1 HOUR"
         " AND toHour(toTimezone(interval_start, 'UTC')) = toHour(toTimezone($__toTime, 'UTC'))"
+        " WHERE status != 'provisional'"
         " GROUP BY tenant) AS usual USING (tenant) WHERE usual_hourly_contacts >= 12 ORDER BY tenant"
     )
     finalisation = (
