@@ -274,3 +274,47 @@ def main(run: Callable[[bool, Path], Result], *, hard_exit: bool = False) -> Non
     sys.stdout.flush()
     if hard_exit:
         os._exit(0)
+
+
+_STALL_PROBE = """
+import sys, time
+out = open(sys.argv[1], "w", buffering=1)
+while True:
+    asleep = time.perf_counter()
+    time.sleep(0.01)
+    late = time.perf_counter() - asleep - 0.01
+    if late > 0.1:
+        out.write(f"{time.time() - late:.3f} {late:.3f}\\n")
+"""
+
+
+class MachineStalls:
+    """Scheduling stalls of the machine, seen by an otherwise idle process of its own.
+
+    The process sleeps 10 ms at a time and records every wake-up more than 100 ms late: then the
+    machine (other processes' CPU, memory or I/O) kept even an idle process off a core, so a
+    benchmark's outliers that overlap these are the machine's, not the code's. ``stalls`` holds
+    (wall time the sleep should have ended, seconds late).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._process: subprocess.Popen[bytes] | None = None
+        self.stalls: list[tuple[float, float]] = []
+
+    def __enter__(self) -> MachineStalls:
+        self._process = subprocess.Popen([sys.executable, "-c", _STALL_PROBE, str(self._path)])
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._process is not None
+        self._process.terminate()
+        self._process.wait()
+        with contextlib.suppress(OSError):
+            for line in self._path.read_text(encoding="utf-8").splitlines():
+                at, late = line.split()
+                self.stalls.append((float(at), float(late)))
+
+    def overlapping(self, start: float, end: float) -> list[float]:
+        """Lateness (s) of the stalls that overlap the wall-time window ``start``..``end``."""
+        return [late for at, late in self.stalls if at < end and at + late > start]
