@@ -12,11 +12,16 @@ of the customers it touches from scratch, then publishes only what changed: reco
 patching is what makes late links, changed intents and out-of-order versions come out the same.
 Customers whose last contact started more than the window before the event-time watermark are
 finalised and evicted, identifiers included, so state stays bounded.
+
+State per open conversation is kept small (it is held for the whole window): published engagements
+are remembered as the held contacts they were computed from (``Published``), not as rows; a path as
+a digest; and a contact without identifiers, a customer of its own, is stored only as its contact.
 """
 
 from __future__ import annotations
 
 import heapq
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -24,7 +29,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 
 from stitchboard.identity import IdentityGraph, Merge, customer_key
-from stitchboard.paths import FrustrationThresholds, path_row
+from stitchboard.paths import FrustrationThresholds, path_digest, path_row
 from stitchboard.rows import (
     ConversationPathRow,
     ConversationRow,
@@ -63,19 +68,30 @@ class Contact:
     customer_keys: tuple[str, ...]
 
     @classmethod
-    def from_row(cls, row: ConversationRow, tenant: TenantSettings) -> Contact:
+    def from_row(cls, row: ConversationRow, tenant: TenantSettings, held: Contact | None = None) -> Contact:
+        """Held for the window, so it shares what it can: the few distinct channels, intents, codes
+        and agents (rows that crossed workers arrive with copies), and the id and unchanged start of
+        the version ``held`` before it, which the deadline heap and dict keys keep anyway."""
+        started_at = row.started_at
+        if held is not None and _same_moment(held.started_at, started_at):
+            started_at = held.started_at
         return cls(
-            conversation_id=row.conversation_id,
+            conversation_id=row.conversation_id if held is None else held.conversation_id,
             version=row.version,
-            channel=row.channel,
-            started_at=row.started_at,
+            channel=sys.intern(row.channel),
+            started_at=started_at,
             ended_at=row.ended_at,
-            intent=row.intent,
+            intent=sys.intern(row.intent),
             resolved=row.wrapup_code in tenant.resolved_wrapup_codes,
-            wrapup_code=row.wrapup_code,
-            agents=row.agents,
+            wrapup_code=sys.intern(row.wrapup_code),
+            agents=tuple(sys.intern(agent) for agent in row.agents),
             customer_keys=row.customer_keys,
         )
+
+
+def _same_moment(a: datetime, b: datetime) -> bool:
+    """Equal and in the same zone object, so either can stand for the other in published rows."""
+    return a == b and a.tzinfo is b.tzinfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +168,33 @@ def build_engagements(contacts: Iterable[Contact], window: timedelta) -> list[En
     return sorted(found, key=lambda e: e.engagement_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What was last published of one engagement, in a few references rather than a whole row.
+
+    The row is a function of its contacts, status and customer, so it is rebuilt when needed: to
+    compare with a recomputed one, or to repeat it as a retraction. The contacts are normally the
+    held ones (shared, not copied); ``root`` is the identity root it was published under ('' for an
+    unlinked contact), kept because a merge moves engagements to another customer.
+    """
+
+    contacts: tuple[Contact, ...]
+    status: EngagementStatus
+    root: str
+
+    @property
+    def engagement_id(self) -> str:
+        return self.contacts[0].conversation_id
+
+    @property
+    def conversation_ids(self) -> tuple[str, ...]:
+        return tuple(contact.conversation_id for contact in self.contacts)
+
+    @property
+    def fcr(self) -> bool:
+        return len(self.contacts) == 1 and self.contacts[0].resolved
+
+
 def watermark_of(max_event_time: datetime | None, timing: TimingSettings) -> datetime | None:
     """Event time below which a tenant's contacts are taken as complete."""
     if max_event_time is None:
@@ -175,10 +218,15 @@ class TenantJourneys:
         self._thresholds = frustration_thresholds(journeys)
         self.identity = IdentityGraph()
         self._contacts: dict[str, Contact] = {}
-        self._members: dict[str, set[str]] = {}  # customer handle -> conversation ids
-        self._published: dict[str, dict[str, EngagementRow]] = {}  # customer handle -> id -> row
-        self._paths: dict[str, ConversationPathRow] = {}
-        self._deadlines: list[tuple[datetime, str]] = []  # (start + window, conversation id), a heap
+        # Linked customers only (identity root -> ...); an unlinked contact is a customer of its own,
+        # implicitly: its members are itself and its engagement is its contact (see _published_of).
+        self._members: dict[str, list[str]] = {}  # conversation ids (a list: far smaller than a set)
+        self._published: dict[str, tuple[Published, ...]] = {}  # in publication order
+        self._final_unlinked: set[str] = set()  # unlinked contacts published final (evicted at once)
+        self._path_digests: dict[str, int] = {}  # conversation id -> path_digest of its published path
+        # (start, conversation id), a heap: a window closes when start + window < watermark; the
+        # start is the contact's own datetime, so an entry costs only its tuple
+        self._deadlines: list[tuple[datetime, str]] = []
         self._max_event_time: datetime | None = None
         self._version = 0
         self._restatement_seq = 0
@@ -191,8 +239,9 @@ class TenantJourneys:
 
     @property
     def customers(self) -> int:
-        """Customers held (linked and unlinked)."""
-        return len(self._members)
+        """Customers held (linked and unlinked): every held contact outside a linked one is one."""
+        linked_contacts = sum(len(members) for members in self._members.values())
+        return len(self._members) + len(self._contacts) - linked_contacts
 
     @property
     def contacts(self) -> int:
@@ -210,6 +259,37 @@ class TenantJourneys:
                 return root
         return UNLINKED + contact.conversation_id
 
+    def _members_of(self, customer: str) -> Iterable[str]:
+        """Conversation ids of a customer: a linked one's set, or an unlinked contact itself."""
+        if not customer.startswith(UNLINKED):
+            return self._members.get(customer, ())
+        contact = self._contacts.get(customer.removeprefix(UNLINKED))
+        return (contact.conversation_id,) if contact is not None and self._handle(contact) == customer else ()
+
+    def _published_of(self, customer: str) -> tuple[Published, ...]:
+        """What was last published of a customer's engagements (an unlinked contact: from itself)."""
+        if not customer.startswith(UNLINKED):
+            return self._published.get(customer, ())
+        if not self._members_of(customer):
+            return ()
+        conversation_id = customer.removeprefix(UNLINKED)
+        final = conversation_id in self._final_unlinked
+        return (Published((self._contacts[conversation_id],), "final" if final else "provisional", ""),)
+
+    def _remember(self, customer: str, current: tuple[Published, ...]) -> None:
+        """Keep what was published; a customer with nothing published any more is forgotten."""
+        if customer.startswith(UNLINKED):
+            conversation_id = customer.removeprefix(UNLINKED)
+            if any(published.status == "final" for published in current):
+                self._final_unlinked.add(conversation_id)
+            else:
+                self._final_unlinked.discard(conversation_id)
+        elif current:
+            self._published[customer] = current
+        else:
+            self._published.pop(customer, None)
+            self._members.pop(customer, None)
+
     def apply(self, row: ConversationRow, now: datetime) -> list[JourneyRow]:
         """Take a conversation row (any version, any order); returns the rows to publish."""
         if row.tenant != self.tenant:
@@ -224,29 +304,38 @@ class TenantJourneys:
         self._observe(row.started_at)
         if row.ended_at is not None:
             self._observe(row.ended_at)
-        contact = Contact.from_row(row, self._settings)
+        contact = Contact.from_row(row, self._settings, known)
         out: list[JourneyRow] = []
         affected: dict[str, None] = {}
+        # An unlinked customer's published engagement is read from its held contact, so it is taken
+        # before the new version replaces that contact (linked ones are read after merges moved them).
+        before: dict[str, tuple[Published, ...]] = {}
         if known is not None:
             old = self._handle(known)
             affected[old] = None
-            self._members.get(old, set()).discard(known.conversation_id)
+            if old.startswith(UNLINKED):
+                before[old] = self._published_of(old)
+            elif known.conversation_id in (members := self._members.get(old, [])):
+                members.remove(known.conversation_id)
         _, merges = self.identity.link(contact.customer_keys)
         for merge in merges:
             self._absorb(merge)
             out.append(self._link_row(merge, contact, now))
-        self._contacts[contact.conversation_id] = contact
         handle = self._handle(contact)
-        self._members.setdefault(handle, set()).add(contact.conversation_id)
+        if handle.startswith(UNLINKED):
+            before.setdefault(handle, self._published_of(handle))
+        elif contact.conversation_id not in (members := self._members.setdefault(handle, [])):
+            members.append(contact.conversation_id)
+        self._contacts[contact.conversation_id] = contact
         affected[handle] = None
         if known is None or known.started_at != contact.started_at:
-            heapq.heappush(self._deadlines, (contact.started_at + self._window, contact.conversation_id))
+            heapq.heappush(self._deadlines, (contact.started_at, contact.conversation_id))
         for customer in affected:
-            out.extend(self._publish(customer, now, merged=bool(merges)))
+            out.extend(self._publish(customer, now, merged=bool(merges), before=before.get(customer)))
         path = path_row(row, self._thresholds)
-        published_path = self._paths.get(row.conversation_id)
-        if published_path is None or replace(published_path, version=path.version) != path:
-            self._paths[row.conversation_id] = path
+        digest = path_digest(path)
+        if self._path_digests.get(row.conversation_id) != digest:
+            self._path_digests[row.conversation_id] = digest
             out.append(path)
         out.extend(self.advance(now))
         return out
@@ -258,7 +347,8 @@ class TenantJourneys:
         if watermark is None:
             return out
         seen: set[str] = set()
-        while self._deadlines and self._deadlines[0][0] < watermark:
+        horizon = watermark - self._window  # start + window < watermark <=> start < horizon
+        while self._deadlines and self._deadlines[0][0] < horizon:
             _, conversation_id = heapq.heappop(self._deadlines)
             if conversation_id not in self._contacts:
                 continue
@@ -267,7 +357,7 @@ class TenantJourneys:
                 continue
             seen.add(customer)
             out.extend(self._publish(customer, now, merged=False))
-            members = self._members.get(customer, set())
+            members = self._members_of(customer)
             if all(self._contacts[c].started_at + self._window < watermark for c in members):
                 self._evict(customer)
         return out
@@ -277,50 +367,66 @@ class TenantJourneys:
             self._max_event_time = moment
 
     def _absorb(self, merge: Merge) -> None:
-        absorbed = self._members.pop(merge.absorbed, set())
-        self._members.setdefault(merge.survivor, set()).update(absorbed)
-        published = self._published.pop(merge.absorbed, {})
-        self._published.setdefault(merge.survivor, {}).update(published)
+        absorbed = self._members.pop(merge.absorbed, [])  # disjoint: a contact has one customer
+        self._members.setdefault(merge.survivor, []).extend(absorbed)
+        published = self._published.pop(merge.absorbed, ())
+        self._published[merge.survivor] = self._published.get(merge.survivor, ()) + published
 
     def _evict(self, customer: str) -> None:
-        for conversation_id in self._members.pop(customer, set()):
+        for conversation_id in tuple(self._members_of(customer)):
             self._contacts.pop(conversation_id, None)
-            self._paths.pop(conversation_id, None)
+            self._path_digests.pop(conversation_id, None)
+            self._final_unlinked.discard(conversation_id)
+        self._members.pop(customer, None)
         self._published.pop(customer, None)
         if not customer.startswith(UNLINKED):
             self.identity.forget(customer)
 
-    def _publish(self, customer: str, now: datetime, *, merged: bool) -> list[JourneyRow]:
-        """Recompute one customer's engagements and publish what changed (restating FCR if needed)."""
-        members = self._members.get(customer, set())
+    def _publish(
+        self, customer: str, now: datetime, *, merged: bool, before: tuple[Published, ...] | None = None
+    ) -> list[JourneyRow]:
+        """Recompute one customer's engagements and publish what changed (restating FCR if needed).
+
+        ``before`` is what was published of this customer when the caller had to read it earlier.
+        """
+        members = self._members_of(customer)
         engagements = build_engagements((self._contacts[c] for c in members), self._window)
-        published = self._published.get(customer, {})
-        key = "" if customer.startswith(UNLINKED) else customer_key(self.tenant, customer)
+        root = "" if customer.startswith(UNLINKED) else customer
+        key = self._customer_key(root)
         watermark = self.watermark
         out: list[JourneyRow] = []
-        current: dict[str, EngagementRow] = {}
+        published: dict[str, EngagementRow] = {
+            record.engagement_id: self._published_row(record, key if record.root == root else None, now)
+            for record in (self._published_of(customer) if before is None else before)
+        }
+        current: list[Published] = []
         for engagement in engagements:
-            final = watermark is not None and engagement.window_end < watermark
-            row = self._engagement_row(engagement, key, "final" if final else "provisional", now)
+            status: EngagementStatus = (
+                "final" if watermark is not None and engagement.window_end < watermark else "provisional"
+            )
+            row = self._engagement_row(engagement, key, status, now)
             out.extend(self._restatements(row, published, merged, now))
-            old = published.get(row.engagement_id)
-            if old is None or _content(old) != _content(row):
+            if published.get(row.engagement_id) != row:  # both rows: version 0, updated now
                 self._version += 1
-                row = replace(row, version=self._version)
-                out.append(row)
-            else:
-                row = old
-            current[row.engagement_id] = row
+                out.append(replace(row, version=self._version))
+            current.append(Published(engagement.contacts, status, root))
+        ids = {record.engagement_id for record in current}
         for engagement_id, old in published.items():
-            if engagement_id not in current:
+            if engagement_id not in ids:
                 self._version += 1
-                out.append(replace(old, version=self._version, deleted=1, updated_at=now))
-        if current:
-            self._published[customer] = current
-        else:
-            self._published.pop(customer, None)
-            self._members.pop(customer, None)
+                out.append(replace(old, version=self._version, deleted=1))
+        self._remember(customer, tuple(current))
         return out
+
+    def _customer_key(self, root: str) -> str:
+        """The published customer key of an identity root ('' for an unlinked contact)."""
+        return customer_key(self.tenant, root) if root else ""
+
+    def _published_row(self, record: Published, key: str | None, now: datetime) -> EngagementRow:
+        """The row ``record`` was published as (version 0, updated ``now``): its contacts decide it."""
+        engagement = Engagement(record.contacts[0].intent, record.contacts, self._window)
+        chosen = self._customer_key(record.root) if key is None else key
+        return self._engagement_row(engagement, chosen, record.status, now)
 
     def _restatements(
         self, row: EngagementRow, previous: dict[str, EngagementRow], merged: bool, now: datetime
@@ -403,8 +509,3 @@ class TenantJourneys:
             link_seq=self._link_seq,
             linked_at=now,
         )
-
-
-def _content(row: EngagementRow) -> EngagementRow:
-    """A row without what changes on every publication (version, wall-clock time)."""
-    return replace(row, version=0, updated_at=row.first_started_at)

@@ -14,9 +14,12 @@ left self-service for a person); its last self-service step is where they left.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from hashlib import blake2b
 from typing import TYPE_CHECKING
+
+import orjson
 
 from stitchboard.rows import ConversationPathRow, ConversationRow
 
@@ -124,3 +127,13 @@ def path_row(row: ConversationRow, thresholds: FrustrationThresholds) -> Convers
         many_steps=many_steps,
         frustrated=long_duration or many_transfers or many_steps,
     )
+
+
+def path_digest(row: ConversationPathRow) -> int:
+    """A 64-bit digest of a path row's content (its version left out), to tell an unchanged path.
+
+    Journeys keep this instead of the row they last published. It is pickled in snapshots, so it is
+    computed from the row's JSON (stable across processes), never with ``hash()`` of strings.
+    """
+    encoded = orjson.dumps(replace(row, version=0))
+    return int.from_bytes(blake2b(encoded, digest_size=8).digest(), "little")

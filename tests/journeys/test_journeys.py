@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from support.rows import conversation_row
@@ -245,3 +246,26 @@ def test_a_late_change_to_a_final_engagement_is_restated() -> None:
     changed = state.apply(row("a", T0, keys=("phone:1",), version=6, wrapup="escalated"), NOW)
     restated = [r for r in changed if isinstance(r, EngagementRestatementRow)]
     assert [(r.previous_fcr, r.corrected_fcr, r.reason) for r in restated] == [(1, 0, "late_change")]
+
+
+def test_a_retraction_repeats_the_published_row_and_a_restored_state_continues_the_same() -> None:
+    """Published engagements are kept as their contacts, not rows: what is rebuilt must be exact."""
+    inputs = [
+        row("a", T0, keys=("phone:1",)),
+        row("b", T0 + timedelta(hours=2), keys=(), version=1, channel="chat"),
+        row("b", T0 + timedelta(hours=2), keys=(), version=2, channel="chat"),  # same path: not republished
+        row("b", T0 + timedelta(hours=2), keys=("phone:1",), version=3, channel="chat"),
+        *late_link_inputs(),
+    ]
+    state = journeys()
+    published = [r for item in inputs[:3] for r in state.apply(item, NOW)]
+    assert [
+        r.version for r in published if isinstance(r, ConversationPathRow) and r.conversation_id == "b"
+    ] == [1]
+    restored = pickle.loads(pickle.dumps(state))
+    later = NOW + timedelta(minutes=5)
+    rest = [r for item in inputs[3:] for r in state.apply(item, later)]
+    assert [r for item in inputs[3:] for r in restored.apply(item, later)] == rest
+    retraction = next(r for r in engagements(rest) if r.engagement_id == "b" and r.deleted)
+    (before,) = [r for r in engagements(published) if r.engagement_id == "b"]
+    assert retraction == replace(before, version=retraction.version, deleted=1, updated_at=later)
