@@ -72,6 +72,10 @@ def tables_for(row: PublishedRow) -> tuple[str, ...]:
     return (_TABLE_BY_TYPE[type(row)],)
 
 
+def _is_provisional(row: PublishedRow) -> bool:
+    return isinstance(row, IntervalRow) and row.status == "provisional"
+
+
 def _by_table(values: list[PublishedRow]) -> dict[str, list[PublishedRow]]:
     by_table: dict[str, list[PublishedRow]] = {}
     for row in values:
@@ -139,6 +143,12 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
     the same rows, which the ReplacingMergeTree tables absorb). ClickHouse thus holds exactly the
     rows of one execution in which every record was processed once.
 
+    Provisional interval rows are the exception: they are written at the thread's next poll,
+    without waiting for their epoch, so wallboards stay seconds fresh with recovery on. They are
+    not part of any audit: a provisional row of an abandoned execution can at worst show until the
+    resumed run publishes a newer version or the interval's final row (version 2^32), which every
+    touched interval gets, and which is staged like everything else.
+
     While ClickHouse is slow or down the thread retries with backoff holding the lock, so the
     flow blocks in ``write_batch`` (back-pressure) with at most the uncommitted epochs buffered; when
     retries are exhausted the error is raised in the flow, which stops, and recovery resumes it.
@@ -159,6 +169,7 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
         self._epoch, _, staged = resume_state if resume_state is not None else (0, "", pickle.dumps({}))
         self._staged: Staged = pickle.loads(staged)
         self._current = _EpochRows()
+        self._live = _EpochRows()  # provisional interval rows, written at the next poll
         self._error: BaseException | None = None
         self._write_epochs_up_to(self._epoch)  # a resumed snapshot's staged epochs are committed
         self._stop = threading.Event()
@@ -177,11 +188,18 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
     def _staged_rows(self) -> int:
         return sum(len(rows) for tables in self._staged.values() for rows in tables.values())
 
+    def _write_live(self) -> None:
+        with self._lock:
+            live, self._live = self._live.close(), _EpochRows()
+            for table, rows in live.items():
+                self._writer.write(table, rows)
+
     def _promote_loop(self) -> None:
         while not self._stop.wait(self._poll_seconds):
-            if not self._staged:
-                continue
             try:
+                self._write_live()
+                if not self._staged:
+                    continue
                 committed = self._commits()
                 if committed is not None:
                     self._write_epochs_up_to(committed)
@@ -198,8 +216,12 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
 
     def write_batch(self, values: list[PublishedRow]) -> None:
         self._raise_pending()
+        live = [row for row in values if _is_provisional(row)]
+        if live:
+            values = [row for row in values if not _is_provisional(row)]
         with self._lock:
             self._current.add(values)
+            self._live.add(live)
 
     def snapshot(self) -> SinkState:
         self._raise_pending()
@@ -225,6 +247,7 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
         if self._error is not None:
             return
         try:
+            self._write_live()
             committed = self._commits()
             if committed is not None:
                 self._write_epochs_up_to(committed)
