@@ -248,8 +248,9 @@ def run(quick: bool, workdir: Path) -> Result:
     result.note(
         f"settings: provisional_every_seconds={PROVISIONAL_EVERY}, clickhouse.flush_seconds={FLUSH_SECONDS}"
         f" (interval rows are inserted as soon as they are published), allowed_lateness_seconds="
-        f"{LATENESS_SECONDS}, out_of_orderness_seconds=0, no recovery (with recovery rows also wait for"
-        f" the epoch commit, snapshot_seconds); producer linger.ms={LINGER_MS}, consumer"
+        f"{LATENESS_SECONDS}, out_of_orderness_seconds=0, no recovery (with recovery, provisional rows"
+        f" add the staged sink's 0.2 s poll and final rows wait for their epoch, snapshot_seconds);"
+        f" producer linger.ms={LINGER_MS}, consumer"
         f" fetch.wait.max.ms={FETCH_WAIT_MS} (Tansu answers a fetch only after it); poll every"
         f" {POLL_SECONDS * 1000:.0f} ms (each poll took {percentile(poll_ms, 0.5):.0f} ms at p50);"
         f" {missing} probes never seen"
