@@ -25,6 +25,7 @@ from sinks.clickhouse import connect, init_db
 from stitchboard import adapters
 from stitchboard.events import CanonicalEvent, EventType
 from stitchboard.finalisation import IntervalBook
+from stitchboard.journeys import TenantJourneys
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.runner import make_flow
 from stitchboard.settings import ClickHouseSettings, Settings
@@ -59,11 +60,23 @@ def _normalise_all(raws: list[bytes]) -> list[list[CanonicalEvent]]:
     return records
 
 
-def _stages(result: Result, raws: list[bytes], settings: Settings) -> tuple[int, float]:
-    """Each stage alone, in flow order, per canonical event; returns (events, seconds of all stages)."""
+def _validate_all(fields: list[dict[str, object]]) -> None:
+    validate = CanonicalEvent.__pydantic_validator__.validate_python
+    for one in fields:
+        validate(one)
+
+
+def _validation_seconds(fields: list[dict[str, object]]) -> float:
+    return best_of(2, lambda: _validate_all(fields))
+
+
+def _stages(result: Result, raws: list[bytes], settings: Settings) -> tuple[int, float, float]:
+    """Each stage alone, in flow order, per canonical event; returns (events, seconds of all stages,
+    seconds of the strict pydantic validation alone of the same events)."""
     normalise_s = best_of(2, lambda: _normalise_all(raws))
     records = _normalise_all(raws)
     count = sum(len(events) for events in records)
+    validate_s = _validation_seconds([event.model_dump() for events in records for event in events])
     conversational = [
         delivery
         for events in records
@@ -84,6 +97,19 @@ def _stages(result: Result, raws: list[bytes], settings: Settings) -> tuple[int,
     stitch_s = best_of(2, stitch_all)
     applied = [o.conversation for o in outcomes if o.conversation is not None]
     rows_s = best_of(2, lambda: [to_row(c, now, settings.tenant(c.tenant)) for c in applied])
+    rows = [to_row(c, now, settings.tenant(c.tenant)) for c in applied]
+
+    def journeys_all() -> None:
+        tenants: dict[str, TenantJourneys] = {}
+        for row in rows:
+            journeys = tenants.get(row.tenant)
+            if journeys is None:
+                journeys = tenants[row.tenant] = TenantJourneys(
+                    row.tenant, settings.tenant(row.tenant), settings.timing, settings.journeys
+                )
+            journeys.apply(row, now)
+
+    journeys_s = best_of(2, journeys_all)
 
     def book_all() -> None:
         books: dict[str, IntervalBook] = {}
@@ -105,13 +131,18 @@ def _stages(result: Result, raws: list[bytes], settings: Settings) -> tuple[int,
         ("stitcher (dedupe, summary per delivery, deltas)", stitch_s),
         ("conversation rows (at most one per delivery)", rows_s),
         ("interval book (watermark, buckets, flush)", book_s),
+        ("journeys (identity, engagements, paths)", journeys_s),
     ):
         result.add(f"stage: {label}", seconds / count * 1e6, "µs per event")
     result.add(
         "stage: deliveries (a record's events for one conversation)", len(conversational), "deliveries"
     )
     result.add("stage: applied deliveries (changed a conversation)", len(applied), "deliveries")
-    return count, normalise_s + stitch_s + rows_s + book_s
+    result.add(
+        "floor: strict pydantic validation alone of the same events (from dicts)", validate_s / count * 1e6,
+        "µs per event",
+    )  # fmt: skip
+    return count, normalise_s + stitch_s + rows_s + book_s + journeys_s, validate_s
 
 
 def _flow_seconds(settings: Settings, events_path: Path, null_sink: bool) -> float:
@@ -156,7 +187,7 @@ def run(quick: bool, workdir: Path) -> Result:
     result.add("input size", size / records, "bytes per record")
 
     parse_s = best_of(3, lambda: _parse_all(raws))
-    events, stages_s = _stages(result, raws, settings)
+    events, stages_s, validate_s = _stages(result, raws, settings)
     per_record = events / records
     result.add("canonical events", events, "events")
     result.add("events per record", per_record, "")
@@ -164,6 +195,10 @@ def run(quick: bool, workdir: Path) -> Result:
     result.add("orjson.loads of the same records (event-equivalents)", parse_rate, "events/s")
     result.add("orjson.loads of the same records", records / parse_s, "records/s")
     result.add("sum of the stages alone (no Bytewax, no sink)", events / stages_s, "events/s")
+    result.ratio(
+        "pydantic validation alone ÷ orjson parse rate (the ceiling of any flow validating every event)",
+        events / validate_s / parse_rate,
+    )
 
     null_s = _flow_seconds(settings, events_path, null_sink=True)
     result.add("flow → null sink, 1 worker", events / null_s, "events/s")

@@ -122,8 +122,10 @@ class ConversationShard:
                 out.conversations[conversation_id] = outcome.conversation
             times = [event.event_time for event in delivery.events]
             out.feeds.append(TenantFeed(delivery.tenant, arrival, min(times), max(times), outcome.deltas))
-        if self._due_at is None and numbered:
-            self._due_at = now + self.retention_seconds
+        if numbered:
+            due = now + self.retention_seconds  # what was delivered to is due then at the latest
+            if self._due_at is None or due < self._due_at:
+                self._due_at = due
         return out
 
     def evict(self, now: float) -> int:

@@ -92,8 +92,19 @@ def test_ended_conversations_go_after_retention_and_open_ones_only_when_stale() 
     assert shard.evict(70.0) == 1 and shard.get("ended") is None and shard.get("open") is not None
     assert shard.next_eviction() == 610.0
     shard.apply([(2, Delivery("acme", "open", call("open")[2:3]))], TENANT, now=500.0)  # news: active again
+    assert shard.next_eviction() == 560.0  # the delivery's retention, not the stale period's end
     assert shard.evict(610.0) == 0
     assert shard.evict(1100.0) == 1 and len(shard) == 0 and shard.next_eviction() is None
+
+
+def test_a_quiet_open_conversation_that_ends_is_forgotten_after_the_retention() -> None:
+    shard = ConversationShard(retention_seconds=1, stale_seconds=600)
+    shard.apply([(0, Delivery("acme", "c1", call()[:2]))], TENANT, now=0.0)
+    assert shard.evict(5.0) == 0  # open: kept, quiet
+    shard.apply([(1, Delivery("acme", "c1", call()[2:]))], TENANT, now=10.0)  # it ends
+    due = shard.next_eviction()
+    assert due == 11.0
+    assert shard.evict(due) == 1 and len(shard) == 0
 
 
 def test_a_restored_shard_keeps_its_conversations_and_their_retention() -> None:
