@@ -318,14 +318,14 @@ def _id_hash(event_id: str) -> int:
     return int.from_bytes(blake2b(event_id.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-# A stored event is one fixed-width entry: (time µs relative to the base, type index, id hash,
+# A stored event is one fixed-width entry: (event time µs since the epoch, type index, id hash,
 # sequence, fingerprint, channel*8+direction) — the first three are the replay order — then the
 # positions in the conversation's table of values of its leg id, queue, agent, the one attribute its
 # type uses, and (intent, customer keys). Position 0 is None. Packed, an event costs 40 bytes of
 # state (plus each distinct value once) instead of ~250 as a tuple in a dict.
 _NUMBERS = struct.Struct("<qBQqIBHHHHH")
 _KEY_OFFSET = 9  # where the id hash starts in an entry
-# An emitted contribution: (queue's table position, time µs relative to the base, metric index, value).
+# An emitted contribution: (queue's table position, time µs since the epoch, metric index, value).
 _EMITTED = struct.Struct("<HqBq")
 
 
@@ -342,7 +342,6 @@ class ConversationState:
     """
 
     __slots__ = (
-        "_base",
         "_emitted",
         "_ended",
         "_numbers",
@@ -356,7 +355,6 @@ class ConversationState:
     def __init__(self, tenant: str, conversation_id: str) -> None:
         self.tenant = tenant
         self.conversation_id = conversation_id
-        self._base: int | None = None
         self._numbers = b""  # entries of ``_NUMBERS``, in replay order
         self._table: tuple[object, ...] = (None,)  # distinct values the entries refer to
         self._version = 0
@@ -368,7 +366,6 @@ class ConversationState:
         return (
             self.tenant,
             self.conversation_id,
-            self._base,
             self._numbers,
             self._table,
             self._version,
@@ -380,7 +377,6 @@ class ConversationState:
         (
             self.tenant,
             self.conversation_id,
-            self._base,
             self._numbers,
             self._table,
             self._version,
@@ -404,9 +400,9 @@ class ConversationState:
 
     @property
     def last_event_time(self) -> datetime | None:
-        if not self._numbers or self._base is None:
+        if not self._numbers:
             return None
-        return from_micros(self._base + max(entry[0] for entry in _NUMBERS.iter_unpack(self._numbers)))
+        return from_micros(max(entry[0] for entry in _NUMBERS.iter_unpack(self._numbers)))
 
     def add(self, event: CanonicalEvent) -> AddResult:
         """Record an event unless it is a duplicate, a stale version or a conflicting re-send."""
@@ -427,8 +423,6 @@ class ConversationState:
                 return AddResult.DUPLICATE if fingerprint == known_fingerprint else AddResult.CONFLICT
             numbers = numbers[: known * size] + numbers[(known + 1) * size :]  # a newer version replaces it
         moment = to_micros(event.event_time)
-        if self._base is None:
-            self._base = moment
         kind = event.event_type
         value = event.attributes.get(_VALUE_ATTRIBUTE.get(kind, "")) if event.attributes else None
         if kind is EventType.HOLD and isinstance(value, int):
@@ -439,13 +433,13 @@ class ConversationState:
         if event.intent is not None or customer_keys:
             extra = (event.intent, customer_keys)
         entry = (
-            moment - self._base,
+            moment,
             _TYPE_INDEX[kind],
             key,
             event.sequence,
             fingerprint,
             _CHANNEL_INDEX[event.channel] * 8 + _DIRECTION_INDEX[event.direction],
-            0 if event.leg_id is None else self._position(event.leg_id),
+            0 if event.leg_id is None else self._position(event.leg_id, shared=False),
             0 if event.queue is None else self._position(event.queue),
             0 if event.agent is None else self._position(event.agent),
             0 if value is None else self._position(value),
@@ -462,8 +456,13 @@ class ConversationState:
         self._ended = None
         return AddResult.APPLIED
 
-    def _position(self, value: object) -> int:
-        """Where ``value`` is in the table, adding it if new (same type and value: ``1`` is not ``True``)."""
+    def _position(self, value: object, *, shared: bool = True) -> int:
+        """Where ``value`` is in the table, adding it if new (same type and value: ``1`` is not ``True``).
+
+        ``shared`` strings (queues, agents, IVR nodes, codes) are interned: conversations then hold
+        one copy. A leg id belongs to one conversation only; interning it would just add an entry
+        to the interpreter's table of interned strings (~50 bytes per conversation at 100k).
+        """
         if value is None:
             return 0
         table = self._table
@@ -476,7 +475,7 @@ class ConversationState:
                     return position
         if len(table) > 0xFFFF:
             raise ValueError(f"conversation {self.conversation_id} has more than 65535 distinct values")
-        self._table = (*table, _intern(value) if isinstance(value, str) else value)
+        self._table = (*table, _intern(value) if shared and isinstance(value, str) else value)
         return len(table)
 
     def _find(self, key: int) -> int | None:
@@ -514,9 +513,8 @@ class ConversationState:
 
     def conversation(self) -> Conversation:
         """Replay the stored events in event-time order into the stitched summary."""
-        if self._base is None:
+        if not self._numbers:
             raise ValueError(f"conversation {self.conversation_id} has no events yet")
-        base = self._base
         table = self._table
         first: tuple[int, ...] | None = None
         legs: dict[str, _LegBuilder] = {}
@@ -531,13 +529,13 @@ class ConversationState:
         conferences = 0
         anchored = False
         for entry in _NUMBERS.iter_unpack(self._numbers):
-            relative, kind_index = entry[0], entry[1]
+            moment, kind_index = entry[0], entry[1]
             leg_id, queue, agent = table[entry[6]], table[entry[7]], table[entry[8]]
             value, extra = table[entry[9]], table[entry[10]]
             if first is None:
                 first = entry
             kind = _TYPES[kind_index]
-            at = from_micros(base + relative)
+            at = from_micros(moment)
             anchored = anchored or kind_index not in _AFTERMATH_INDEXES
             if extra is not None:
                 event_intent, keys = extra  # type: ignore[misc]
@@ -568,7 +566,7 @@ class ConversationState:
         frozen = tuple(leg.freeze() for leg in legs.values())
         frozen = tuple(sorted(frozen, key=lambda leg: (_leg_start(leg) is None, _leg_start(leg) or _EPOCH)))
         assert first is not None
-        started_at = arrived_at or from_micros(base + first[0])
+        started_at = arrived_at or from_micros(first[0])
         ivr_outcome, ivr_outcome_at = _ivr_outcome(
             frozen, ivr_steps, disconnected_at, ivr_abandoned_at, self_served
         )
@@ -613,12 +611,12 @@ class ConversationState:
     def _emitted_values(self) -> tuple[str, dict[ValueKey, int]]:
         values: dict[ValueKey, int] = {}
         emitted = self._emitted
-        if self._base is None or not emitted:
+        if not emitted:
             return "", values
-        base, table, last_relative, at = self._base, self._table, None, _EPOCH
-        for position, relative, metric, value in _EMITTED.iter_unpack(memoryview(emitted)[1:]):
-            if relative != last_relative:
-                last_relative, at = relative, from_micros(base + relative)
+        table, last_moment, at = self._table, None, _EPOCH
+        for position, moment, metric, value in _EMITTED.iter_unpack(memoryview(emitted)[1:]):
+            if moment != last_moment:
+                last_moment, at = moment, from_micros(moment)
             values[(str(table[position]), METRIC_NAMES[metric], at)] = value
         return _CHANNELS[emitted[0]].value, values
 
@@ -676,9 +674,9 @@ class ConversationState:
 
     def _compact(self, channel: str, values: dict[ValueKey, int]) -> bytes:
         """A canonical, packed form: the channel's index, then sorted ``_EMITTED`` entries."""
-        if not values or self._base is None:
+        if not values:
             return b""
-        base, position = self._base, self._position
+        position = self._position
         positions: dict[str, int] = {}
         micros: dict[datetime, int] = {}
         entries = []
@@ -686,10 +684,10 @@ class ConversationState:
             where = positions.get(queue)
             if where is None:
                 where = positions[queue] = position(queue)
-            relative = micros.get(at)
-            if relative is None:
-                relative = micros[at] = to_micros(at) - base
-            entries.append((where, relative, METRIC_INDEX[metric], value))
+            moment = micros.get(at)
+            if moment is None:
+                moment = micros[at] = to_micros(at)
+            entries.append((where, moment, METRIC_INDEX[metric], value))
         entries.sort()
         return bytes((_CHANNEL_VALUE_INDEX[channel],)) + b"".join(_EMITTED.pack(*entry) for entry in entries)
 
