@@ -21,8 +21,8 @@ conversation rows, the interval book, journeys — plus Bytewax hosting and Clic
 into a null sink vs. into chDB). Profiles (cProfile, py-spy) agree with the stage split: no single
 hot spot remains, the time is spread over per-event Python work. The *floor* figure is the limit
 the stack itself sets: strict pydantic validation alone of the same events, which every event must
-pass, already runs at only about a third of the orjson parse rate, so a flow that validates each
-event and then does anything with it cannot reach 30% of that rate.
+pass, already runs below 30% of the orjson parse rate (the ratio in benchmark 1), so a flow that
+validates each event and then does anything with it cannot reach 30% of that rate.
 """
 
 
