@@ -333,6 +333,10 @@ def _order(entry: tuple[int, ...]) -> tuple[int, int, int]:
     return (entry[0], entry[1], entry[2])
 
 
+# What a snapshot keeps of a `ConversationState`, in order (everything but the ``ended`` cache).
+_PICKLED = ("tenant", "conversation_id", "_numbers", "_table", "_version", "_emitted", "touched_at")
+
+
 class ConversationState:
     """Everything the stitcher keeps for one (tenant, conversation): small and picklable.
 
@@ -363,26 +367,11 @@ class ConversationState:
         self.touched_at = 0.0  # system time of the last delivery, for retention (``stitchboard.shards``)
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (
-            self.tenant,
-            self.conversation_id,
-            self._numbers,
-            self._table,
-            self._version,
-            self._emitted,
-            self.touched_at,
-        )
+        return tuple(getattr(self, name) for name in _PICKLED)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        (
-            self.tenant,
-            self.conversation_id,
-            self._numbers,
-            self._table,
-            self._version,
-            self._emitted,
-            self.touched_at,
-        ) = state  # type: ignore[assignment]
+        for name, value in zip(_PICKLED, state, strict=True):
+            setattr(self, name, value)
         self._ended = None
 
     @classmethod
