@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from sinks.clickhouse import connect
 from stitchboard.runner import tune_gc
 
 Kind = Literal["absolute", "ratio"]
@@ -321,3 +322,13 @@ class MachineStalls:
     def overlapping(self, start: float, end: float) -> list[float]:
         """Lateness (s) of the stalls that overlap the wall-time window ``start``..``end``."""
         return [late for at, late in self.stalls if at < end and at + late > start]
+
+
+def check_stitched(result: Result, dsn: str, database: str, expected: int) -> None:
+    """Fail the benchmark unless every generated conversation reached ClickHouse: a fast flow that
+    loses data would be no result at all."""
+    stored = connect(dsn).query(f"SELECT count() FROM {database}.conversations FINAL")
+    stitched = int(stored.result_rows[0][0])
+    result.note(f"check: {stitched} of {expected} generated conversations stitched into chDB")
+    if stitched != expected:
+        raise RuntimeError(f"the flow stitched {stitched} conversations, expected {expected}")

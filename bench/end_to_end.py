@@ -16,7 +16,7 @@ from pathlib import Path
 from bytewax.testing import run_main
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from bench.common import Result, create_topic, main, say, tansu
+from bench.common import Result, check_stitched, create_topic, main, say, tansu
 from sinks.clickhouse import connect, init_db
 from stitchboard import adapters
 from stitchboard.runner import make_flow
@@ -132,13 +132,8 @@ def run(quick: bool, workdir: Path) -> Result:
     )
     result.add("Kafka → flow → chDB (records)", records / flow_s, "records/s")
     result.ratio("flow ÷ bare consumer", rate / consume_rate)
-    client = connect(settings.clickhouse.dsn)
-    stored = client.query(f"SELECT count() FROM {settings.clickhouse.database}.conversations FINAL")
-    stitched = int(stored.result_rows[0][0])
     conversations = sum(len(day.conversations) for day in dataset.days)
-    result.note(f"check: {stitched} of {conversations} generated conversations stitched into chDB")
-    if stitched != conversations:
-        raise RuntimeError(f"the flow stitched {stitched} conversations, expected {conversations}")
+    check_stitched(result, settings.clickhouse.dsn, settings.clickhouse.database, conversations)
     return result
 
 

@@ -18,7 +18,7 @@ import orjson
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.testing import run_main
 
-from bench.common import NullSink, Result, best_of, main, say
+from bench.common import NullSink, Result, best_of, check_stitched, main, say
 from flows.contact_centre import build_flow
 from flows.sources import RawRecord, ReplayFileSource
 from sinks.clickhouse import connect, init_db
@@ -223,12 +223,7 @@ def run(quick: bool, workdir: Path) -> Result:
     result.ratio("flow → null sink ÷ orjson parse rate", events / null_s / parse_rate)
     result.ratio("stages alone ÷ flow → null sink (the rest is Bytewax hosting)", stages_s / null_s)
     result.ratio("flow → chDB ÷ flow → null sink (ClickHouse writing cost)", null_s / flow_s)
-    client = connect(settings.clickhouse.dsn)
-    stored = client.query(f"SELECT count() FROM {settings.clickhouse.database}.conversations FINAL")
-    stitched = int(stored.result_rows[0][0])
-    result.note(f"check: {stitched} of {conversations} generated conversations stitched into chDB")
-    if stitched != conversations:
-        raise RuntimeError(f"the flow stitched {stitched} conversations, expected {conversations}")
+    check_stitched(result, settings.clickhouse.dsn, settings.clickhouse.database, conversations)
     return result
 
 
