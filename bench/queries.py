@@ -302,17 +302,22 @@ def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield from _panels(panel.get("panels", []))
 
 
-def committed_queries(now: datetime) -> list[Query]:
-    """Every query committed in stitchboard/queries.py, docs/*.md and deploy/grafana."""
-    found: list[Query] = []
+def _today(now: datetime) -> tuple[datetime, dict[str, Any]]:
+    """Today's UTC midnight, and the parameters of the named templates for acme's 15-minute day."""
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    window = {
+    return day, {
         "db": DB,
         "tenant": "acme",
         "interval_minutes": 15,
         "start": day,
         "end": day + timedelta(days=1),
     }
+
+
+def committed_queries(now: datetime) -> list[Query]:
+    """Every query committed in stitchboard/queries.py, docs/*.md and deploy/grafana."""
+    found: list[Query] = []
+    _, window = _today(now)
     since = {"db": DB, "tenant": "acme", "since": now - timedelta(days=7)}
     for name in ("LIVE", "AS_CORRECTED", "AS_PUBLISHED", "QUEUE_KPIS"):
         found.append(Query(f"stitchboard.queries.{name}", getattr(queries, name), window))
@@ -380,17 +385,10 @@ def _raw_legs(tenant_filter: str, start: str, end: str) -> str:
 
 def paired_queries(now: datetime) -> list[tuple[str, Query, Query]]:
     """(figure, from the stitched tables, from raw events at query time): same window, same tenant."""
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    day, window = _today(now)
     d0 = f"toDateTime64('{day:%Y-%m-%d %H:%M:%S}', 3, 'UTC')"
     d1 = f"toDateTime64('{day + timedelta(days=1):%Y-%m-%d %H:%M:%S}', 3, 'UTC')"
     w0 = f"toDateTime64('{day - timedelta(days=6):%Y-%m-%d %H:%M:%S}', 3, 'UTC')"
-    window = {
-        "db": DB,
-        "tenant": "acme",
-        "interval_minutes": 15,
-        "start": day,
-        "end": day + timedelta(days=1),
-    }
     kpis_raw = f"""
         SELECT toStartOfFifteenMinutes(queued_at) AS interval_start, queue, count() AS offered_legs,
                countIf(was_answered AND answered_at - queued_at <= 20)
