@@ -387,12 +387,6 @@ class ConversationState:
     def version(self) -> int:
         return self._version
 
-    @property
-    def last_event_time(self) -> datetime | None:
-        if not self._numbers:
-            return None
-        return from_micros(max(entry[0] for entry in _NUMBERS.iter_unpack(self._numbers)))
-
     def add(self, event: CanonicalEvent) -> AddResult:
         """Record an event unless it is a duplicate, a stale version or a conflicting re-send."""
         if event.tenant != self.tenant or event.conversation_id != self.conversation_id:
@@ -455,8 +449,11 @@ class ConversationState:
         if value is None:
             return 0
         table = self._table
-        if value in table:
+        try:
             first = table.index(value)
+        except ValueError:
+            first = -1
+        if first >= 0:
             if type(table[first]) is type(value):  # the common case; else 1 may have matched True
                 return first
             for position, known in enumerate(table):
@@ -476,21 +473,6 @@ class ConversationState:
                 return at // size
             at = numbers.find(needle, at + 1)
         return None
-
-    def is_evictable(
-        self, now_event_time: datetime, retention: timedelta, stale_after: timedelta | None = None
-    ) -> bool:
-        """Ended and quiet for ``retention``; or, with ``stale_after``, quiet that long even if open.
-
-        ``stale_after`` bounds memory for conversations whose end is never reported.
-        """
-        last = self.last_event_time
-        if last is None:
-            return True
-        quiet = now_event_time - last
-        if stale_after is not None and quiet >= stale_after:
-            return True
-        return quiet >= retention and self.ended
 
     @property
     def ended(self) -> bool:

@@ -15,6 +15,7 @@ from stitchboard.contributions import ContributionKey, Delta
 from stitchboard.events import CanonicalEvent, CustomerIds, EventType
 from stitchboard.metrics import contributions
 from stitchboard.settings import TenantSettings
+from stitchboard.shards import ConversationShard, Delivery
 from stitchboard.stitching import CONFLICT_REASON, AddResult, ConversationState, StitchOutcome, stitch, to_row
 
 TENANT = TenantSettings()
@@ -253,16 +254,20 @@ def test_a_state_refuses_events_of_another_conversation() -> None:
 
 
 def test_eviction_waits_for_the_end_and_the_retention() -> None:
-    outcomes = run(answered_and_disconnected()[:2])
-    state = outcomes[-1].state
-    retention = timedelta(hours=6)
-    assert state.last_event_time == T0 + timedelta(seconds=10)
-    assert not state.is_evictable(T0 + timedelta(days=3), retention)
-    assert state.is_evictable(T0 + timedelta(days=3), retention, stale_after=timedelta(days=2))
-    stitch(state, answered_and_disconnected()[2], TENANT)
-    end = T0 + timedelta(seconds=100)
-    assert not state.is_evictable(end + retention - timedelta(milliseconds=1), retention)
-    assert state.is_evictable(end + retention, retention)
+    retention, stale = 6 * 3600, 2 * 86400
+    events = answered_and_disconnected()
+    opened = [(0, Delivery("acme", "c1", tuple(events[:2])))]
+    kept = ConversationShard(retention, 30 * 86400)
+    kept.apply(opened, TENANT, now=0.0)
+    assert (
+        kept.evict(3 * 86400) == 0 and kept.get("c1") is not None
+    )  # open: the retention alone is not enough
+    going_stale = ConversationShard(retention, stale)
+    going_stale.apply(opened, TENANT, now=0.0)
+    assert going_stale.evict(3 * 86400) == 1  # silent past the stale period: forgotten though open
+    kept.apply([(1, Delivery("acme", "c1", (events[2],)))], TENANT, now=100.0)  # it ends
+    assert kept.evict(100 + retention - 0.001) == 0
+    assert kept.evict(100 + retention) == 1
 
 
 def test_pending_acw_keeps_the_conversation_open() -> None:
