@@ -410,6 +410,7 @@ def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: d
         "ContactId": _connect_contact_id(conv, index),
         "InitialContactId": conv.conversation_id if index > 0 else None,
         "PreviousContactId": _connect_contact_id(conv, index - 1) if index > 0 else None,
+        "NextContactId": _connect_contact_id(conv, index + 1) if index + 1 < len(conv.legs) else None,
         "Channel": channel,
         "InitiationMethod": method,
         "InitiationTimestamp": _plain_time(initiated),

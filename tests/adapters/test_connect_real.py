@@ -74,7 +74,12 @@ def test_external_transfer_without_next_contact_ends_at_the_disconnect() -> None
     conversation, _, _ = replay(payload)
     assert conversation.ended_at == at("2022-01-05T17:47:28Z")
     (leg,) = conversation.legs
-    assert (leg.talk_ms, leg.hold_ms, leg.acw_ms, leg.transfer_at) == (239_000, 221_000, 5_000, transfer.event_time)
+    assert (leg.talk_ms, leg.hold_ms, leg.acw_ms, leg.transfer_at) == (
+        239_000,
+        221_000,
+        5_000,
+        transfer.event_time,
+    )
     figures = totals(conversation)
     assert figures[("TCC Refrig AC LLA", "transferred_out")] == 1
     assert figures[("TCC Refrig AC LLA", "handled")] == 1
@@ -103,7 +108,10 @@ def test_external_transfer_with_a_consult_leg_ends_when_that_leg_disconnects() -
 
 def test_consult_without_transfer_ends_with_the_customers_contact() -> None:
     first, consult = record("voice_agent_consult_1"), record("voice_agent_consult_2")
-    ids = [of_type(connect.parse(r, TENANT, RECEIVED), EventType.DISCONNECTED)[0].event_id for r in (first, consult)]
+    ids = [
+        of_type(connect.parse(r, TENANT, RECEIVED), EventType.DISCONNECTED)[0].event_id
+        for r in (first, consult)
+    ]
     assert ids[0] != ids[1]
     for order in ((first, consult), (consult, first)):
         conversation, _, _ = replay(*order)
@@ -128,7 +136,9 @@ def test_queue_to_queue_chain_offers_each_queue_once_and_abandons_none() -> None
     chain = [record(f"voice_queue_chain_{n}") for n in (1, 2, 3)]
     conversation, _, _ = replay(*chain)
     figures = totals(conversation)
-    assert [figures[(queue, "offered")] for queue in ("TCC Refrig AC LLA", "TCC Overflow", "TCC General")] == [1, 1, 1]
+    assert [
+        figures[(queue, "offered")] for queue in ("TCC Refrig AC LLA", "TCC Overflow", "TCC General")
+    ] == [1, 1, 1]
     assert sum(value for (_, metric), value in figures.items() if metric == "abandoned") == 0
     assert conversation.ended_at == at("2022-01-05T17:25:31Z")
     assert [leg.transfer_at is not None for leg in conversation.legs] == [True, True, False]
@@ -223,14 +233,20 @@ def test_documented_conditional_fields_never_reject_a_record(name: str, path: tu
 def test_a_record_with_every_conditional_field_null_counts_its_answered_leg() -> None:
     conversation, _, _ = replay(record("voice_nulls"))
     (leg,) = conversation.legs
-    assert (leg.queue, leg.agent) == ("078ccbaa-ae69-4bf9-84bc-5c60ca9b1478", "e7c9afb6-b1e1-4afa-b5b5-d1c9bc752b69")
+    assert (leg.queue, leg.agent) == (
+        "078ccbaa-ae69-4bf9-84bc-5c60ca9b1478",
+        "e7c9afb6-b1e1-4afa-b5b5-d1c9bc752b69",
+    )
     assert (leg.answer_wait_ms, leg.talk_ms, leg.handle_ms) == (20_000, 240_000, 240_000)
     assert conversation.ended_at == at("2022-01-05T17:19:06Z")
 
 
 def test_agent_never_connected_is_an_unanswered_leg() -> None:
     payload = record("voice_queue_abandon")
-    payload["Agent"] = {"ARN": "arn:aws:connect:us-east-1:1:instance/x/agent/a1", "ConnectedToAgentTimestamp": None}
+    payload["Agent"] = {
+        "ARN": "arn:aws:connect:us-east-1:1:instance/x/agent/a1",
+        "ConnectedToAgentTimestamp": None,
+    }
     conversation, _, _ = replay(payload)
     assert conversation.legs[0].answered_at is None
     assert conversation.legs[0].abandoned_at == at("2022-01-05T17:16:30Z")
