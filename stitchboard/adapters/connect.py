@@ -139,30 +139,63 @@ def parse(payload: dict[str, Any], tenant: str, received_at: datetime) -> list[C
     connected = agent_info.time("ConnectedToAgentTimestamp", required=False) if agent_info else None
     if agent_info is not None and connected is not None:
         agent = _agent(builder, agent_info, connected, leg_id, queue)
-        if transferred_at is not None:
-            check_order(
-                connected, transferred_at, "payload (ConnectedToAgentTimestamp..TransferCompletedTimestamp)"
-            )
-            _transfer(builder, attributes, transferred_at, leg_id, queue, agent)
-        if transferred_at is None or not continued:
-            builder.emit(
-                EventType.DISCONNECTED, disconnected, (leg_id,), leg_id=leg_id, queue=queue, agent=agent
-            )
+        _end_answered(
+            builder, attributes, leg_id, queue, agent, connected, transferred_at, continued, disconnected
+        )
         _wrapup_and_qa(builder, attributes, record, disconnected, leg_id, queue, agent)
     else:
-        if queue is not None:
-            left = dequeued or disconnected
-            if continued or transferred_at is not None:
-                _transfer(builder, attributes, left, leg_id, queue, None)
-            else:
-                builder.emit(EventType.ABANDONED, left, (leg_id,), leg_id=leg_id, queue=queue)
-        if not continued:
-            reason = record.text("DisconnectReason", required=False)
-            served = transferred_at is None and reason in CONTAINED_REASONS
-            ending = {} if queue is not None else {"self_served": served}
-            builder.emit(EventType.DISCONNECTED, disconnected, (leg_id,), attributes=ending)
+        left = dequeued or disconnected
+        _end_unanswered(
+            builder, attributes, record, leg_id, queue, left, transferred_at, continued, disconnected
+        )
     _reopens(builder, attributes)
     return builder.events
+
+
+def _end_answered(
+    builder: EventBuilder,
+    attributes: Fields,
+    leg_id: str,
+    queue: str | None,
+    agent: str,
+    connected: datetime,
+    transferred_at: datetime | None,
+    continued: bool,
+    disconnected: datetime,
+) -> None:
+    """A transfer ends the agent's talk; the disconnect ends the conversation unless a next contact goes on."""
+    if transferred_at is not None:
+        check_order(
+            connected, transferred_at, "payload (ConnectedToAgentTimestamp..TransferCompletedTimestamp)"
+        )
+        _transfer(builder, attributes, transferred_at, leg_id, queue, agent)
+    if transferred_at is None or not continued:
+        builder.emit(EventType.DISCONNECTED, disconnected, (leg_id,), leg_id=leg_id, queue=queue, agent=agent)
+
+
+def _end_unanswered(
+    builder: EventBuilder,
+    attributes: Fields,
+    record: Fields,
+    leg_id: str,
+    queue: str | None,
+    left: datetime,
+    transferred_at: datetime | None,
+    continued: bool,
+    disconnected: datetime,
+) -> None:
+    """A queue leg left for a next contact or out of Connect is a transfer, else an abandon; without a
+    next contact the conversation ends here (after the queue, or in self-service)."""
+    if queue is not None:
+        if continued or transferred_at is not None:
+            _transfer(builder, attributes, left, leg_id, queue, None)
+        else:
+            builder.emit(EventType.ABANDONED, left, (leg_id,), leg_id=leg_id, queue=queue)
+    if not continued:
+        reason = record.text("DisconnectReason", required=False)
+        served = transferred_at is None and reason in CONTAINED_REASONS
+        ending = {} if queue is not None else {"self_served": served}
+        builder.emit(EventType.DISCONNECTED, disconnected, (leg_id,), attributes=ending)
 
 
 def parse_agent_event(payload: dict[str, Any], tenant: str, received_at: datetime) -> list[CanonicalEvent]:
