@@ -96,9 +96,8 @@ def test_an_internal_caller_sets_the_direction_when_the_record_has_none() -> Non
     ],
 )
 def test_the_disconnect_type_is_read_from_the_final_segment(name: str, at: str) -> None:
-    (ending,) = of_type(parse(record(name)), EventType.DISCONNECTED)
-    assert ending.event_time == datetime.fromisoformat(at)
-    assert ending.leg_id is not None
+    (talk_end,) = [event for event in of_type(parse(record(name)), EventType.DISCONNECTED) if event.leg_id]
+    assert talk_end.event_time == datetime.fromisoformat(at)
 
 
 # class 3: agents alerted who never answered ---------------------------------------------------
