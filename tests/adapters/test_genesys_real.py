@@ -117,6 +117,16 @@ def test_an_agent_who_did_not_respond_is_an_alert_not_a_leg() -> None:
     assert figures(row) == ("ended", True, False, 1, 0, 11629, 16981, 0, 0, 16981)
 
 
+def test_a_real_not_responding_agent_with_a_wrapup_segment_adds_no_leg_and_no_acw() -> None:
+    """2024: alert (disconnectType client), then a 61 s wrap-up; Genesys reports tAcw 57000 for it."""
+    events = parse(record("mc2024_voice_not_responding_agent.json"))
+    missed = "8dd0819f-9903-4913-85dd-22b10c388859"
+    assert [e.event_type for e in events if e.agent == missed] == [EventType.ALERTING]
+    row, legs = stitched(record("mc2024_voice_not_responding_agent.json"))
+    assert figures(row) == ("ended", True, False, 1, 0, 12428, 374894, 0, 3000, 377894)
+    assert [leg.agent for leg in legs] == ["2eb54224-120e-47b0-aab1-8c2daeac20d9"]
+
+
 def test_an_old_record_with_an_alert_only_agent_is_answered_once_by_the_next_one() -> None:
     row, legs = stitched(record("dt2016_callback_alert_only_agent.json"))
     assert figures(row) == ("ended", True, False, 1, 0, 17502, 11647, 0, 0, 11647)
@@ -152,6 +162,7 @@ def test_a_chat_left_on_hold_matches_the_vendor_talk_and_held_metrics() -> None:
         ("sp2025_voice_ivr_queue_answered.json", 1786),  # agent connected 43 ms before the acd segment end
         ("dt2016_voice_user_caller_alert_only.json", 13699),  # 4 ms before
         ("bp2021_chat_trailing_hold.json", 11181),  # 2 ms after
+        ("mc2024_voice_not_responding_agent.json", 12428),  # 17 ms after, a delay segment before the offer
     ],
 )
 def test_the_agent_answers_the_queue_visit_across_a_millisecond_gap(name: str, wait_ms: int) -> None:
