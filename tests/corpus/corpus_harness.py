@@ -13,7 +13,7 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -197,7 +197,7 @@ class Observed:
     conversations: Mapping[str, Mapping[str, Mapping[str, Any]]]  # tenant -> id -> row
     daily: Mapping[str, Mapping[str, Mapping[str, int]]]  # tenant -> queue -> metric -> sum
     dead_letters: tuple[StoredDeadLetter, ...]
-    provisional: Mapping[str, int] = field(default_factory=dict)  # tenant -> provisional interval rows
+    provisional: Mapping[str, int]  # tenant -> interval rows still provisional after the drain
 
 
 # ---------------------------------------------------------------- loading and validation
