@@ -30,7 +30,7 @@ class SimLeg:
     """One visit to one queue and, when answered, the agent's handling of it."""
 
     leg_id: str
-    queue: str
+    queue: str  # "": dialled straight to an agent, never offered to a queue (entered_at == left_at)
     entered_at: datetime  # offered to the queue
     outcome: LegOutcome
     left_at: datetime  # answered_at when answered, abandoned_at when abandoned
