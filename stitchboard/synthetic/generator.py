@@ -51,9 +51,12 @@ from stitchboard.synthetic.scenario import (
     IvrOutcome,
     Shape,
     SimAgentState,
+    SimAlert,
+    SimConsult,
     SimConversation,
     SimHold,
     SimLeg,
+    StreamTiming,
     TransferKind,
 )
 
@@ -150,6 +153,29 @@ NIGHT_BREAK = (2 * 60, 2 * 60 + 30)
 NIGHT_START = 22 * 60
 
 
+@dataclass(frozen=True, slots=True)
+class Variations:
+    """Shares of the real-world ways vendors report contacts (module docstring); 0 turns one off.
+
+    Drawn from a random stream of their own, so changing a share never reshuffles the rest of the
+    day (only an external transfer, which ends a conversation early, changes what follows it).
+    """
+
+    sparse_records: float = 0.0  # of Genesys/Connect conversations: only the vendor's required fields
+    alerts: float = 0.85  # of answered legs: the answering agent was alerted first
+    boundary_gaps: float = 0.0  # of answered legs: acd segment end and interact start differ by ms
+    disconnect_on_final_segment: float = 0.0  # of Genesys conversations
+    missed_alerts: float = 0.0  # of answered legs: an agent alerted before did not respond
+    internal_consults: float = 0.0  # of answered legs with holds: a consult with an internal user
+    trailing_holds: float = 0.0  # of answered legs with holds: the call ends while on hold
+    external_transfers: float = 0.0  # of Connect voice transfers: to a number outside Connect
+    streamed: float = 0.0  # of Genesys/Connect conversations: stream events besides the record
+    streamed_after: float = 0.25  # of streamed conversations: some stream events after the record
+
+
+NO_VARIATIONS = Variations(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
 @dataclass(slots=True)
 class Day:
     """One tenant's generated day: conversations (sorted by start) and agent presence changes."""
@@ -187,13 +213,16 @@ def generate_day(
     *,
     scale: float = 1.0,
     shapes: Mapping[Channel, Shape] | None = None,
+    variations: Variations | None = None,
 ) -> Day:
     """Draw one tenant's local calendar day; identical inputs give an identical ``Day``."""
     if scale <= 0:
         raise ValueError("scale must be positive")
     chosen = default_shapes(tenant) | dict(shapes or {})
     rng = random.Random(int.from_bytes(_digest(f"{tenant}|{day.isoformat()}|{seed}")[:8], "big"))
+    varied = random.Random(int.from_bytes(_digest(f"{tenant}|{day.isoformat()}|{seed}|vary")[:8], "big"))
     builder = _DayBuilder(tenant, day, zone, seed, scale, chosen, rng)
+    builder.vary = _Varier(variations or Variations(), varied)
     return builder.build()
 
 
@@ -275,6 +304,7 @@ class _DayBuilder:
         self.day_end = _epoch(datetime.combine(day + timedelta(days=1), time(0), zone))
         self.agents: list[_Agent] = []
         self.states: list[tuple[int, int, str, str]] = []  # (epoch, priority, agent, state)
+        self.vary = _Varier(NO_VARIATIONS, random.Random(0))
 
     def build(self) -> Day:
         base = self.rng.randint(*BASE_DAILY_CONVERSATIONS)
@@ -424,6 +454,7 @@ class _DayBuilder:
             ivr_steps=[(node, _utc(at)) for node, at in steps],
             ivr_outcome=outcome,
         )
+        self.vary.conversation(conversation)
         if outcome in ("contained", "abandoned"):
             return conversation
         entered = front_end_end
@@ -434,6 +465,11 @@ class _DayBuilder:
             )
             conversation.legs.append(leg)
             conversation.ended_at = _utc(ended)
+            if leg.outcome == "answered":
+                self.vary.leg(conversation, leg, [a.agent_id for a in self.agents if queue in a.queues])
+            if leg.transfer == "external":
+                conversation.ended_at = _utc(ended + self.vary.external_call_seconds())
+                break
             if leg.transfer is None:
                 break
             queue = self.rng.choice([q for q in QUEUES if q != queue])
@@ -581,6 +617,77 @@ class _DayBuilder:
             conversation.reopened_at.append(_utc(at))
             if self.rng.random() < 0.15:
                 conversation.reopened_at.append(_utc(at + self.rng.randint(3600, 12 * 3600)))
+
+
+class _Varier:
+    """Draws the real-world variations (``Variations``) onto a conversation and its answered legs.
+
+    Every call takes the same number of draws whatever the shares and shapes, so one variation's
+    share never moves another's draws. Variations a shape cannot show are still drawn as facts
+    (an agent alerted, a consult) and simply not rendered there.
+    """
+
+    def __init__(self, shares: Variations, rng: random.Random) -> None:
+        self.shares = shares
+        self.rng = rng
+
+    def conversation(self, conv: SimConversation) -> None:
+        sparse, final_segment, streamed, after = (self.rng.random() for _ in range(4))
+        platform = conv.shape in ("genesys", "connect")
+        conv.sparse = platform and sparse < self.shares.sparse_records
+        conv.disconnect_on_final_segment = (
+            conv.shape == "genesys" and final_segment < self.shares.disconnect_on_final_segment
+        )
+        timing: StreamTiming = ""
+        if platform and streamed < self.shares.streamed:
+            timing = "around" if after < self.shares.streamed_after else "before"
+        conv.streamed = timing
+
+    def leg(self, conv: SimConversation, leg: SimLeg, skilled: Sequence[str]) -> None:
+        """Alert, boundary drift, a missed alert, a consult, a trailing hold, an external transfer."""
+        rng, shares = self.rng, self.shares
+        draws = [rng.random() for _ in range(6)]
+        ring = rng.randint(2, 12) if conv.channel in VOICE_LIKE else rng.randint(1, 20)
+        gap = rng.randint(1, 40) if rng.random() < 0.8 else rng.randint(41, 999)
+        sign = -1 if rng.random() < 0.7 else 1
+        missed_for, missed_agent = rng.randint(6, 15), rng.randrange(1 << 30)
+        consult_in, consult_out, consult_user = rng.randint(2, 5), rng.randint(1, 3), rng.randint(1, 12)
+        answered, entered = _epoch(leg.left_at), _epoch(leg.entered_at)
+        if draws[0] < shares.alerts:
+            leg.alerted_at = _utc(max(entered, answered - ring))
+        if draws[1] < shares.boundary_gaps:
+            leg.boundary_gap_ms = sign * gap
+        offered_until = _epoch(leg.alerted_at) if leg.alerted_at is not None else answered
+        others = sorted(agent for agent in skilled if agent != leg.agent)
+        if draws[2] < shares.missed_alerts and others and offered_until - entered > missed_for + 1:
+            start = offered_until - missed_for - 1
+            agent = others[missed_agent % len(others)]
+            leg.missed.append(SimAlert(agent, _utc(start), _utc(start + missed_for)))
+        if draws[3] < shares.trailing_holds and leg.holds and leg.ended_at is not None:
+            _trail(leg)
+        if draws[4] < shares.internal_consults:
+            long_holds = [h for h in leg.holds if _epoch(h.end) - _epoch(h.start) >= 20]
+            if long_holds:
+                hold = long_holds[0]
+                start, end = _epoch(hold.start) + consult_in, _epoch(hold.end) - consult_out
+                leg.consults.append(SimConsult(f"expert-{consult_user:03d}", _utc(start), _utc(end)))
+        external = conv.shape == "connect" and conv.channel is Channel.VOICE and leg.transfer is not None
+        if external and draws[5] < shares.external_transfers:
+            leg.transfer = "external"
+
+    def external_call_seconds(self) -> int:
+        """How long the customer talks to the external party after an external transfer."""
+        return self.rng.randint(60, 900)
+
+
+def _trail(leg: SimLeg) -> None:
+    """Move the last hold to the end of the talk: the call ends while the customer is on hold."""
+    assert leg.ended_at is not None
+    last = leg.holds[-1]
+    length = last.end - last.start
+    tail = leg.ended_at - last.end  # talk after the last hold moves before it
+    leg.holds[-1] = SimHold(last.start + tail, leg.ended_at)
+    assert leg.holds[-1].end - leg.holds[-1].start == length
 
 
 def _digest(text: str) -> bytes:

@@ -12,7 +12,7 @@ Vocabularies are the adapters' own tables reversed, so renderer and adapter cann
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -31,6 +31,7 @@ CONNECT_MESSAGING_SUBTYPE = "connect:SMS"
 WEBHOOK_MEDIA = {channel: name for name, channel in webhook.MEDIA.items()}
 CONNECT_ACCOUNT = "111122223333"
 CONNECT_INSTANCE_ARN = f"arn:aws:connect:eu-west-2:{CONNECT_ACCOUNT}:instance/5f0c2a44-stitchboard"
+EXTERNAL_NUMBER = "+15550100000"  # where external transfers go: a fictional (555-01xx) number
 
 
 def render_conversation(conv: SimConversation) -> list[Delivery]:
@@ -99,7 +100,8 @@ def _envelope(tenant: str, source: str, at: datetime, payload: dict[str, Any]) -
 
 
 def _genesys_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    utc = moment.astimezone(UTC)
+    return f"{utc.strftime('%Y-%m-%dT%H:%M:%S')}.{utc.microsecond // 1000:03d}Z"
 
 
 def _plain_time(moment: datetime) -> str:
@@ -170,8 +172,10 @@ def _genesys_record(conv: SimConversation, at: datetime) -> dict[str, Any]:
     for leg in conv.legs:
         participants.append(_genesys_acd(leg, media))
     for leg in conv.legs:
+        participants.extend(_genesys_missed(leg, index, media) for index in range(len(leg.missed)))
         if leg.outcome == "answered":
             participants.append(_genesys_agent(conv, leg, media, at))
+            participants.extend(_genesys_user(leg, index, media) for index in range(len(leg.consults)))
     evaluations = [
         {
             "evaluationId": f"{leg.leg_id}-evaluation",
@@ -199,6 +203,10 @@ def _genesys_record(conv: SimConversation, at: datetime) -> dict[str, Any]:
     }
     if evaluations:
         record["evaluations"] = evaluations
+    if conv.sparse:  # older API versions and some media: no originatingDirection, names or divisions
+        del record["originatingDirection"], record["divisionIds"]
+        for participant in participants:
+            participant.pop("participantName", None)
     return record
 
 
@@ -297,6 +305,10 @@ def _genesys_ivr(conv: SimConversation, media: str) -> dict[str, Any]:
 
 
 def _genesys_acd(leg: SimLeg, media: str) -> dict[str, Any]:
+    """The queue visit; an answered one ends near, not exactly at, the agent's interact start."""
+    left = leg.left_at
+    if leg.outcome == "answered":
+        left = max(leg.entered_at, left + timedelta(milliseconds=leg.boundary_gap_ms))
     return {
         "participantId": leg.leg_id,
         "purpose": "acd",
@@ -310,7 +322,7 @@ def _genesys_acd(leg: SimLeg, media: str) -> dict[str, Any]:
                         "segmentType": "interact",
                         "queueId": leg.queue,
                         "segmentStart": _genesys_time(leg.entered_at),
-                        "segmentEnd": _genesys_time(leg.left_at),
+                        "segmentEnd": _genesys_time(left),
                         "disconnectType": "transfer" if leg.outcome == "answered" else "peer",
                     }
                 ],
@@ -319,25 +331,45 @@ def _genesys_acd(leg: SimLeg, media: str) -> dict[str, Any]:
     }
 
 
+GENESYS_TALK_ENDS: dict[str | None, str] = {
+    "blind": "transfer",
+    "consult": "transfer.consult",
+    "external": "transfer",
+    None: "peer",
+}
+
+
 def _genesys_agent(conv: SimConversation, leg: SimLeg, media: str, at: datetime) -> dict[str, Any]:
+    """Alert, talk and holds (a hold may be last: the call ended on hold), then wrap-up.
+
+    ``disconnectType`` sits on the segment the talk ended in and on the wrap-up once it ended, or,
+    when the conversation reports it only there, on the session's last ended segment alone.
+    """
+    assert leg.ended_at is not None
     segments: list[dict[str, Any]] = []
+    if leg.alerted_at is not None:
+        segments.append(_genesys_segment("alert", leg.alerted_at, leg.left_at, leg.queue))
     talk_from = leg.left_at
     for hold in sorted(leg.holds, key=lambda h: h.start):
         segments.append(_genesys_segment("interact", talk_from, hold.start, leg.queue))
         segments.append(_genesys_segment("hold", hold.start, hold.end, leg.queue))
         talk_from = hold.end
-    last_talk = _genesys_segment("interact", talk_from, leg.ended_at, leg.queue)
-    if leg.ended_at is not None:
-        last_talk["disconnectType"] = {"blind": "transfer", "consult": "transfer.consult", None: "peer"}[
-            leg.transfer
-        ]
-    segments.append(last_talk)
+    if talk_from < leg.ended_at or not leg.holds:
+        segments.append(_genesys_segment("interact", talk_from, leg.ended_at, leg.queue))
+    how = GENESYS_TALK_ENDS[leg.transfer]
+    talk_end = segments[-1]
     wrapup = _wrapup_as_of(leg, at)
-    if leg.acw_end is not None and leg.ended_at is not None:
+    acw: dict[str, Any] | None = None
+    if leg.acw_end is not None:
         acw = _genesys_segment("wrapup", leg.ended_at, leg.acw_end if leg.acw_end <= at else None, leg.queue)
         if wrapup is not None:
             acw["wrapUpCode"] = wrapup[0]
         segments.append(acw)
+    ended_acw = acw if acw is not None and "segmentEnd" in acw else None
+    if ended_acw is not None:
+        ended_acw["disconnectType"] = how
+    if ended_acw is None or not conv.disconnect_on_final_segment:
+        talk_end["disconnectType"] = how
     participant: dict[str, Any] = {
         "participantId": f"{leg.leg_id}-agent",
         "purpose": "agent",
@@ -350,8 +382,48 @@ def _genesys_agent(conv: SimConversation, leg: SimLeg, media: str, at: datetime)
     return participant
 
 
-def _genesys_segment(kind: str, start: datetime, end: datetime | None, queue: str) -> dict[str, Any]:
-    segment: dict[str, Any] = {"segmentType": kind, "queueId": queue, "segmentStart": _genesys_time(start)}
+def _genesys_missed(leg: SimLeg, index: int, media: str) -> dict[str, Any]:
+    """An agent alerted for the queue visit who did not respond: a participant with one alert."""
+    alert = leg.missed[index]
+    segment = _genesys_segment("alert", alert.start, alert.end, leg.queue)
+    segment["disconnectType"] = "client"
+    return {
+        "participantId": f"{leg.leg_id}-missed-{index}",
+        "purpose": "agent",
+        "userId": alert.agent,
+        "participantName": alert.agent,
+        "sessions": [
+            {"sessionId": f"{leg.leg_id}-missed-{index}-0", "mediaType": media, "segments": [segment]}
+        ],
+    }
+
+
+def _genesys_user(leg: SimLeg, index: int, media: str) -> dict[str, Any]:
+    """An internal user the agent consulted while the customer held: rung, talked, hung up."""
+    consult = leg.consults[index]
+    answered = min(consult.start + timedelta(seconds=2), consult.end)
+    talk = _genesys_segment("interact", answered, consult.end, None)
+    talk["disconnectType"] = "peer"
+    return {
+        "participantId": f"{leg.leg_id}-consult-{index}",
+        "purpose": "user",
+        "userId": consult.user,
+        "participantName": consult.user,
+        "sessions": [
+            {
+                "sessionId": f"{leg.leg_id}-consult-{index}-0",
+                "mediaType": media,
+                "direction": "outbound",
+                "segments": [_genesys_segment("alert", consult.start, answered, None), talk],
+            }
+        ],
+    }
+
+
+def _genesys_segment(kind: str, start: datetime, end: datetime | None, queue: str | None) -> dict[str, Any]:
+    segment: dict[str, Any] = {"segmentType": kind, "segmentStart": _genesys_time(start)}
+    if queue is not None:
+        segment["queueId"] = queue
     if end is not None:
         segment["segmentEnd"] = _genesys_time(end)
     return segment
@@ -379,8 +451,10 @@ def _connect_contact_id(conv: SimConversation, index: int) -> str:
 
 
 def _connect_disconnect(conv: SimConversation, index: int) -> datetime:
+    """When the contact ended: at an internal transfer, else when the customer hung up (after an
+    external transfer, when the call with the outside party ended)."""
     leg = conv.legs[index]
-    if leg.transfer is not None and leg.ended_at is not None:
+    if leg.transfer in ("blind", "consult") and leg.ended_at is not None:
         return leg.ended_at
     if index == len(conv.legs) - 1:
         return conv.ended_at
@@ -452,14 +526,19 @@ def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: d
             agent["AfterContactWorkEndTimestamp"] = _plain_time(leg.acw_end)
             agent["AfterContactWorkDuration"] = _seconds(leg.ended_at, leg.acw_end)
         record["Agent"] = agent
+    record["AgentConnectionAttempts"] = len(leg.missed) + int(leg.outcome == "answered")
     if leg.transfer is not None and leg.ended_at is not None:
         record["TransferCompletedTimestamp"] = _plain_time(leg.ended_at)
+    if leg.transfer == "external":
+        record["TransferredToEndpoint"] = {"Type": "TELEPHONE_NUMBER", "Address": EXTERNAL_NUMBER}
     return record
 
 
 def _connect_disconnect_reason(conv: SimConversation, leg: SimLeg | None) -> str:
     if leg is None:
         return "CONTACT_FLOW_DISCONNECT" if conv.ivr_outcome == "contained" else "CUSTOMER_DISCONNECT"
+    if leg.transfer == "external":
+        return "THIRD_PARTY_DISCONNECT"
     return "AGENT_DISCONNECT" if leg.transfer is not None else "CUSTOMER_DISCONNECT"
 
 
@@ -484,7 +563,7 @@ def _connect_attributes(
         "ivrSteps": "|".join(f"{node}@{_plain_time(moment)}" for node, moment in conv.ivr_steps) or None,
     }
     if leg is not None:
-        if leg.transfer is not None:
+        if leg.transfer in ("blind", "consult"):
             values["transferType"] = leg.transfer
             if index + 1 < len(conv.legs):
                 values["transferQueue"] = conv.legs[index + 1].queue
