@@ -10,6 +10,13 @@ transferred_out) count only legs offered to a queue. A leg with queue ``""`` was
 to an agent: it adds only handling figures (handled, talk, hold, ACW, handle, QA) under queue
 ``""``; its conversation is still a contact, answered (and transferred) when its agent answered.
 
+What vendors report besides (module docstring of ``stitchboard.synthetic.generator``) moves no
+figure, by these rules: a leg is answered when its answering agent's talk starts, however far the
+queue's own end drifts from it; an agent alerted who never answered and an internal user consulted
+on hold are neither legs nor agents of the conversation; a hold open when the call ends counts
+up to the end; an external transfer is a transfer out of its leg, and the conversation ends when
+the customer's call with the outside party does.
+
 "As of" a cut-off: wrap-up codes (initial and changed), QA scores and ticket reopens count only
 when their own time is at or before the cut-off; everything else about a conversation counts
 in full. That is the state a flow should converge to once it has seen every record up to the
