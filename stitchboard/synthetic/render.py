@@ -31,7 +31,8 @@ CONNECT_MESSAGING_SUBTYPE = "connect:SMS"
 WEBHOOK_MEDIA = {channel: name for name, channel in webhook.MEDIA.items()}
 CONNECT_ACCOUNT = "111122223333"
 CONNECT_INSTANCE_ARN = f"arn:aws:connect:eu-west-2:{CONNECT_ACCOUNT}:instance/5f0c2a44-stitchboard"
-EXTERNAL_NUMBER = "+15550100000"  # where external transfers go: a fictional (555-01xx) number
+SYSTEM_NUMBER = "+15550100001"  # the contact centre's number (fictional: 555-01xx)
+EXTERNAL_NUMBER = "+15550100099"  # where external transfers go (fictional)
 
 
 def render_conversation(conv: SimConversation) -> list[Delivery]:
@@ -462,6 +463,8 @@ def _connect_disconnect(conv: SimConversation, index: int) -> datetime:
 
 
 def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: datetime) -> dict[str, Any]:
+    """The contact record with Connect's full field set (fields that do not apply are null); a
+    sparse one leaves those out, and the purely informational ones too (older format versions)."""
     channel, subtype = CONNECT_CHANNEL[conv.channel]
     if index > 0:
         method = "TRANSFER"
@@ -477,69 +480,127 @@ def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: d
     if index > 0 and leg is not None:
         initiated = conv.legs[index - 1].ended_at or leg.entered_at
     disconnected = _connect_disconnect(conv, index) if leg is not None else conv.ended_at
+    following = leg is not None and leg.transfer in ("blind", "consult") and index + 1 < len(conv.legs)
     record: dict[str, Any] = {
         "AWSAccountId": CONNECT_ACCOUNT,
         "AWSContactTraceRecordFormatVersion": "2017-03-10",
-        "InstanceARN": CONNECT_INSTANCE_ARN,
-        "ContactId": _connect_contact_id(conv, index),
-        "InitialContactId": conv.conversation_id if index > 0 else None,
-        "PreviousContactId": _connect_contact_id(conv, index - 1) if index > 0 else None,
+        "Agent": None,
+        "AgentConnectionAttempts": 0,
+        "AnsweringMachineDetectionStatus": None,
+        "Attributes": _connect_attributes(conv, leg, index, at),
+        "Campaign": {"CampaignId": None},
         "Channel": channel,
+        "ConnectedToSystemTimestamp": _plain_time(initiated),
+        "ContactDetails": {},
+        "ContactId": _connect_contact_id(conv, index),
+        "CustomerEndpoint": _connect_endpoint(conv),
+        "DisconnectReason": _connect_disconnect_reason(conv, leg),
+        "DisconnectTimestamp": _plain_time(disconnected),
+        "InitialContactId": conv.conversation_id if index > 0 else None,
         "InitiationMethod": method,
         "InitiationTimestamp": _plain_time(initiated),
-        "DisconnectTimestamp": _plain_time(disconnected),
-        "DisconnectReason": _connect_disconnect_reason(conv, leg),
+        "InstanceARN": CONNECT_INSTANCE_ARN,
         "LastUpdateTimestamp": _plain_time(at),
-        "SegmentAttributes": {"connect:Subtype": {"ValueString": subtype}},
-        "Tags": {"tenant": conv.tenant},
-        "Attributes": _connect_attributes(conv, leg, index, at),
+        "MediaStreams": [{"Type": "AUDIO" if channel == "VOICE" else channel}],
+        "NextContactId": _connect_contact_id(conv, index + 1) if following else None,
+        "PreviousContactId": _connect_contact_id(conv, index - 1) if index > 0 else None,
         "Queue": None,
-        "Agent": None,
+        "Recording": None,
+        "Recordings": None,
+        "References": [],
+        "ScheduledTimestamp": None,
+        "SegmentAttributes": {"connect:Subtype": {"ValueString": subtype}},
+        "SystemEndpoint": {"Type": "TELEPHONE_NUMBER", "Address": SYSTEM_NUMBER}
+        if channel == "VOICE"
+        else None,
+        "Tags": {"tenant": conv.tenant},
         "TransferCompletedTimestamp": None,
         "TransferredToEndpoint": None,
+        "VoiceIdResult": None,
     }
-    endpoint = _connect_endpoint(conv)
-    if endpoint is not None:
-        record["CustomerEndpoint"] = endpoint
-    if leg is None:
-        return record
+    if leg is not None:
+        _connect_leg(record, leg)
+    return _sparse_connect(record) if conv.sparse else record
+
+
+def _connect_leg(record: dict[str, Any], leg: SimLeg) -> None:
     record["Queue"] = {
         "ARN": f"{CONNECT_INSTANCE_ARN}/queue/{leg.queue}",
-        "Name": leg.queue,
-        "EnqueueTimestamp": _plain_time(leg.entered_at),
         "DequeueTimestamp": _plain_time(leg.left_at),
         "Duration": _seconds(leg.entered_at, leg.left_at),
+        "EnqueueTimestamp": _plain_time(leg.entered_at),
+        "Name": leg.queue,
     }
+    record["AgentConnectionAttempts"] = len(leg.missed) + int(leg.outcome == "answered")
     if leg.outcome == "answered" and leg.ended_at is not None:
         hold_ms = _hold_ms(leg)
-        agent: dict[str, Any] = {
+        acw = leg.acw_end is not None
+        record["Agent"] = {
             "ARN": f"{CONNECT_INSTANCE_ARN}/agent/{leg.agent}",
-            "Username": leg.agent,
-            "ConnectedToAgentTimestamp": _plain_time(leg.left_at),
+            "AfterContactWorkDuration": _seconds(leg.ended_at, leg.acw_end) if leg.acw_end else None,
+            "AfterContactWorkEndTimestamp": _plain_time(leg.acw_end) if leg.acw_end else None,
+            "AfterContactWorkStartTimestamp": _plain_time(leg.ended_at) if acw else None,
             "AgentInteractionDuration": _seconds(leg.left_at, leg.ended_at) - hold_ms // 1000,
+            "ConnectedToAgentTimestamp": _plain_time(leg.left_at),
             "CustomerHoldDuration": hold_ms // 1000,
-            "NumberOfHolds": len(leg.holds),
+            "HierarchyGroups": None,
             "LongestHoldDuration": max((_seconds(h.start, h.end) for h in leg.holds), default=0),
+            "NumberOfHolds": len(leg.holds),
+            "RoutingProfile": {"ARN": f"{CONNECT_INSTANCE_ARN}/routing-profile/default", "Name": "Default"},
+            "Username": leg.agent,
         }
-        if leg.acw_end is not None:
-            agent["AfterContactWorkStartTimestamp"] = _plain_time(leg.ended_at)
-            agent["AfterContactWorkEndTimestamp"] = _plain_time(leg.acw_end)
-            agent["AfterContactWorkDuration"] = _seconds(leg.ended_at, leg.acw_end)
-        record["Agent"] = agent
-    record["AgentConnectionAttempts"] = len(leg.missed) + int(leg.outcome == "answered")
     if leg.transfer is not None and leg.ended_at is not None:
         record["TransferCompletedTimestamp"] = _plain_time(leg.ended_at)
     if leg.transfer == "external":
         record["TransferredToEndpoint"] = {"Type": "TELEPHONE_NUMBER", "Address": EXTERNAL_NUMBER}
-    return record
+
+
+CONNECT_INFORMATIONAL = frozenset(
+    {
+        "AgentConnectionAttempts",
+        "AnsweringMachineDetectionStatus",
+        "Campaign",
+        "ConnectedToSystemTimestamp",
+        "ContactDetails",
+        "MediaStreams",
+        "Recording",
+        "Recordings",
+        "References",
+        "ScheduledTimestamp",
+        "SystemEndpoint",
+        "VoiceIdResult",
+        "AgentInteractionDuration",
+        "AfterContactWorkDuration",
+        "HierarchyGroups",
+        "LongestHoldDuration",
+        "RoutingProfile",
+        "Duration",
+        "Name",
+        "Username",
+    }
+)
+
+
+def _sparse_connect(record: dict[str, Any]) -> dict[str, Any]:
+    """Only what carries a fact: fields that do not apply and informational ones left out
+    (queue and agent are then known by their ARNs, hold figures default to none)."""
+    sparse: dict[str, Any] = {}
+    for key, value in record.items():
+        if value is None or key in CONNECT_INFORMATIONAL:
+            continue
+        if key in ("Agent", "Queue"):
+            value = {k: v for k, v in value.items() if v is not None and k not in CONNECT_INFORMATIONAL}
+            if key == "Agent" and not value.get("NumberOfHolds"):
+                value.pop("NumberOfHolds", None)
+                value.pop("CustomerHoldDuration", None)
+        sparse[key] = value
+    return sparse
 
 
 def _connect_disconnect_reason(conv: SimConversation, leg: SimLeg | None) -> str:
     if leg is None:
         return "CONTACT_FLOW_DISCONNECT" if conv.ivr_outcome == "contained" else "CUSTOMER_DISCONNECT"
-    if leg.transfer == "external":
-        return "THIRD_PARTY_DISCONNECT"
-    return "AGENT_DISCONNECT" if leg.transfer is not None else "CUSTOMER_DISCONNECT"
+    return "AGENT_DISCONNECT" if leg.transfer in ("blind", "consult") else "CUSTOMER_DISCONNECT"
 
 
 def _connect_endpoint(conv: SimConversation) -> dict[str, str] | None:

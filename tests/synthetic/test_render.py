@@ -290,6 +290,19 @@ def test_round_trip_recovers_every_fact(shape: Shape, scenario: Any) -> None:
     assert recovered_facts(events) == expected_facts(conv)
 
 
+@pytest.mark.parametrize("shape", ["connect"])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
+def test_sparse_records_recover_every_fact(shape: Shape, scenario: Any) -> None:
+    """Records with only the vendor's required fields (older format versions) say the same."""
+    conv = scenario(shape)
+    conv.sparse = True
+    deliveries = render_conversation(conv)
+    events = normalise_all(deliveries)
+    assert recovered_facts(events) == expected_facts(conv)
+    full = render_conversation(scenario(shape))
+    assert all(len(sparse) < len(whole) for (_, sparse), (_, whole) in zip(deliveries, full, strict=True))
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
 def test_redeliveries_repeat_ids_and_only_mutations_raise_sequence(shape: Shape, scenario: Any) -> None:
