@@ -1,12 +1,16 @@
 """Amazon Connect contact records (one per contact, i.e. per leg) and agent event stream records.
 
-A transfer creates a new contact whose ``InitialContactId`` names the first contact, so the
-conversation id is ``InitialContactId`` (or ``ContactId`` for the first contact) and the leg id is
-``ContactId``. Connect re-delivers a record whenever it is updated (``LastUpdateTimestamp``); event
-ids come from the contact and what the event is about, and mutable facts carry the time they were
-set as ``sequence``, so re-deliveries dedupe and corrections replace. Facts Connect has no field for
-(IVR path, wrap-up code, QA score, reopens) are contact attributes set by the flow or agent
-application, per docs/adapters.md.
+A transfer, a queue-to-queue transfer or a callback creates a new contact whose ``InitialContactId``
+names the first contact, so the conversation id is ``InitialContactId`` (else ``PreviousContactId``,
+else ``ContactId`` for the first contact) and the leg id is ``ContactId``. Whether the customer
+went on in another contact is what ``NextContactId`` says; whether the agent transferred is what
+``TransferCompletedTimestamp`` says (AWS admin guide, "Identify conferences and transfers"). A
+contact with no next contact ends the conversation at its ``DisconnectTimestamp``, transfer or not.
+Connect re-delivers a record whenever it is updated (``LastUpdateTimestamp``); event ids come from
+the contact and what the event is about, and mutable facts carry the time they were set as
+``sequence``, so re-deliveries dedupe and corrections replace. Facts Connect has no field for (IVR
+path, wrap-up code, QA score, reopens) are contact attributes set by the flow or agent application,
+per docs/adapters.md.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ CHANNELS = frozenset({"VOICE", "CHAT", "TASK", "EMAIL"})
 SUBTYPES: dict[tuple[str, str], Channel] = {
     ("VOICE", "connect:Telephony"): Channel.VOICE,
     ("VOICE", "connect:WebRTC"): Channel.VOICE,
+    ("VOICE", "connect:ExternalAudio"): Channel.VOICE,
     ("VOICE", "connect:Callback"): Channel.CALLBACK,
     ("CHAT", "connect:Chat"): Channel.CHAT,
+    ("CHAT", "connect:Guide"): Channel.CHAT,
     ("CHAT", "connect:SMS"): Channel.MESSAGING,
     ("CHAT", "connect:WhatsApp"): Channel.MESSAGING,
     ("CHAT", "connect:Apple"): Channel.MESSAGING,
@@ -59,12 +65,16 @@ INITIATION_METHODS = frozenset(
         "CALLBACK",
         "API",
         "DISCONNECT",
+        "MONITOR",
         "EXTERNAL_OUTBOUND",
         "AGENT_REPLY",
         "FLOW",
         "WEBRTC_API",
     }
 )
+# A supervisor listening to (or barging into) a contact: Connect gives it its own contact record,
+# but it is not a customer contact and counts nothing.
+NOT_CUSTOMER_CONTACTS = frozenset({"MONITOR"})
 DIRECTIONS: dict[str, Direction] = {
     "inbound": Direction.INBOUND,
     "outbound": Direction.OUTBOUND,
@@ -81,15 +91,30 @@ IVR_NODE_TIME_SEPARATOR = "@"
 
 
 def parse(payload: dict[str, Any], tenant: str, received_at: datetime) -> list[CanonicalEvent]:
-    """One contact record → the events of that leg (and, for the first contact, of the IVR)."""
+    """One contact record → the events of that leg (and, for the first contact, of the IVR).
+
+    How the leg ends: answered and transferred (``TransferCompletedTimestamp``) → a transfer; left
+    the queue unanswered into a next contact (callback, queue-to-queue transfer) → a transfer of the
+    queue leg; otherwise unanswered → an abandon. The contact's ``DisconnectTimestamp`` ends the
+    conversation unless a next contact carries on (``NextContactId``) after a transfer; a consult
+    or conference that did not transfer (``NextContactId`` without ``TransferCompletedTimestamp``)
+    still ends with this contact, the customer's.
+    """
     record = Fields(payload, "payload")
     contact_id = record.text("ContactId")
-    conversation_id = record.text("InitialContactId", required=False) or contact_id
     _check_tags(record, tenant)
-    attributes = _attributes(record)
     method = record.text("InitiationMethod")
     if method not in INITIATION_METHODS:
         raise AdapterError("unknown_event_type", f"payload.InitiationMethod has unknown value {method!r}")
+    if method in NOT_CUSTOMER_CONTACTS:
+        return []
+    conversation_id = (
+        record.text("InitialContactId", required=False)
+        or record.text("PreviousContactId", required=False)
+        or contact_id
+    )
+    first = contact_id == conversation_id
+    attributes = _attributes(record)
     initiated = record.time("InitiationTimestamp")
     disconnected = record.time("DisconnectTimestamp")
     check_order(initiated, disconnected, "payload.contact (InitiationTimestamp..DisconnectTimestamp)")
@@ -98,48 +123,79 @@ def parse(payload: dict[str, Any], tenant: str, received_at: datetime) -> list[C
         SOURCE,
         received_at,
         _channel(record, method),
-        _direction(attributes, method),
+        _direction(attributes, method, first),
         conversation_id,
-        _customer(record, attributes),
+        _customer(record, attributes, method, first),
         attributes.text("intent", required=False),
     )
     leg_id = contact_id
-    if contact_id == conversation_id:
+    if first:
         builder.emit(EventType.ARRIVED, initiated, ())
         _ivr_steps(builder, attributes)
-    queue_info = record.obj("Queue", required=False)
-    agent_info = record.obj("Agent", required=False)
-    queue = _queue(builder, queue_info, leg_id, answered=agent_info is not None)
-    agent = _agent(builder, agent_info, leg_id, queue) if agent_info is not None else None
+    continued = record.text("NextContactId", required=False) is not None
     transferred_at = record.time("TransferCompletedTimestamp", required=False)
-    if transferred_at is not None:
-        kind = choose(
-            TRANSFER_TYPES,
-            attributes.text("transferType", required=False) or "blind",
-            "schema",
-            attributes,
-            "transferType",
+    queue, dequeued = _queue(builder, record.obj("Queue", required=False), leg_id)
+    agent_info = record.obj("Agent", required=False)
+    connected = agent_info.time("ConnectedToAgentTimestamp", required=False) if agent_info else None
+    if agent_info is not None and connected is not None:
+        agent = _agent(builder, agent_info, connected, leg_id, queue)
+        _end_answered(
+            builder, attributes, leg_id, queue, agent, connected, transferred_at, continued, disconnected
         )
-        target = attributes.text("transferQueue", required=False)
-        builder.emit(
-            kind,
-            transferred_at,
-            (leg_id,),
-            leg_id=leg_id,
-            queue=queue,
-            agent=agent,
-            attributes={"target_queue": target} if target else {},
-        )
-    elif agent is not None:
-        builder.emit(EventType.DISCONNECTED, disconnected, (), leg_id=leg_id, queue=queue, agent=agent)
+        _wrapup_and_qa(builder, attributes, record, disconnected, leg_id, queue, agent)
     else:
-        reason = record.text("DisconnectReason", required=False)
-        ending = {} if queue is not None else {"self_served": reason in CONTAINED_REASONS}
-        builder.emit(EventType.DISCONNECTED, disconnected, (), attributes=ending)
-    if agent is not None:
-        _wrapup_and_qa(builder, attributes, record, leg_id, queue, agent)
+        left = dequeued or disconnected
+        _end_unanswered(
+            builder, attributes, record, leg_id, queue, left, transferred_at, continued, disconnected
+        )
     _reopens(builder, attributes)
     return builder.events
+
+
+def _end_answered(
+    builder: EventBuilder,
+    attributes: Fields,
+    leg_id: str,
+    queue: str | None,
+    agent: str,
+    connected: datetime,
+    transferred_at: datetime | None,
+    continued: bool,
+    disconnected: datetime,
+) -> None:
+    """A transfer ends the agent's talk; the disconnect ends the conversation unless a next contact goes on."""
+    if transferred_at is not None:
+        check_order(
+            connected, transferred_at, "payload (ConnectedToAgentTimestamp..TransferCompletedTimestamp)"
+        )
+        _transfer(builder, attributes, transferred_at, leg_id, queue, agent)
+    if transferred_at is None or not continued:
+        builder.emit(EventType.DISCONNECTED, disconnected, (leg_id,), leg_id=leg_id, queue=queue, agent=agent)
+
+
+def _end_unanswered(
+    builder: EventBuilder,
+    attributes: Fields,
+    record: Fields,
+    leg_id: str,
+    queue: str | None,
+    left: datetime,
+    transferred_at: datetime | None,
+    continued: bool,
+    disconnected: datetime,
+) -> None:
+    """A queue leg left for a next contact or out of Connect is a transfer, else an abandon; without a
+    next contact the conversation ends here (after the queue, or in self-service)."""
+    if queue is not None:
+        if continued or transferred_at is not None:
+            _transfer(builder, attributes, left, leg_id, queue, None)
+        else:
+            builder.emit(EventType.ABANDONED, left, (leg_id,), leg_id=leg_id, queue=queue)
+    if not continued:
+        reason = record.text("DisconnectReason", required=False)
+        served = transferred_at is None and reason in CONTAINED_REASONS
+        ending = {} if queue is not None else {"self_served": served}
+        builder.emit(EventType.DISCONNECTED, disconnected, (leg_id,), attributes=ending)
 
 
 def parse_agent_event(payload: dict[str, Any], tenant: str, received_at: datetime) -> list[CanonicalEvent]:
@@ -174,13 +230,8 @@ def _check_tags(record: Fields, tenant: str) -> None:
 
 
 def _attributes(record: Fields) -> Fields:
-    attributes = record.obj("Attributes", required=False) or Fields._child({}, record, "Attributes")
-    for key, value in attributes.data.items():
-        if not isinstance(value, str):
-            raise AdapterError(
-                "schema", f"{attributes.path(key)} must be a string, got {type(value).__name__}"
-            )
-    return attributes
+    """Contact attributes; Connect documents a string map, but only the keys read here must be strings."""
+    return record.obj("Attributes", required=False) or Fields._child({}, record, "Attributes")
 
 
 def _channel(record: Fields, method: str) -> Channel:
@@ -189,24 +240,31 @@ def _channel(record: Fields, method: str) -> Channel:
         raise AdapterError("unknown_channel", f"payload.Channel has unknown value {name!r}")
     segment_attributes = record.obj("SegmentAttributes", required=False)
     subtype_field = segment_attributes.obj("connect:Subtype", required=False) if segment_attributes else None
-    if subtype_field is None:
+    subtype = subtype_field.text("ValueString", required=False) if subtype_field else None
+    if subtype is None:
         return Channel.CALLBACK if name == "VOICE" and method == "CALLBACK" else DEFAULT_CHANNEL[name]
-    subtype = subtype_field.text("ValueString")
+    assert subtype_field is not None
     return choose(SUBTYPES, (name, subtype), "unknown_channel", subtype_field, "ValueString")
 
 
-def _direction(attributes: Fields, method: str) -> Direction:
+def _direction(attributes: Fields, method: str, first: bool) -> Direction:
+    """Outbound when the first contact dialled out; later contacts (consult legs) keep the conversation's."""
     declared = attributes.text("direction", required=False)
     if declared is not None:
         return choose(DIRECTIONS, declared, "schema", attributes, "direction")
-    return Direction.OUTBOUND if method in {"OUTBOUND", "EXTERNAL_OUTBOUND"} else Direction.INBOUND
+    if method == "OUTBOUND" or (method == "EXTERNAL_OUTBOUND" and first):
+        return Direction.OUTBOUND
+    return Direction.INBOUND
 
 
-def _customer(record: Fields, attributes: Fields) -> CustomerIds:
+def _customer(record: Fields, attributes: Fields, method: str, first: bool) -> CustomerIds:
+    """The customer's identifiers; an external consult leg's endpoint is the third party, not the customer."""
     endpoint = record.obj("CustomerEndpoint", required=False)
     by_type: dict[str, str] = {}
-    if endpoint is not None:
-        by_type[endpoint.text("Type")] = endpoint.text("Address")
+    if endpoint is not None and (first or method != "EXTERNAL_OUTBOUND"):
+        kind, address = endpoint.text("Type", required=False), endpoint.text("Address", required=False)
+        if kind is not None and address is not None:
+            by_type[kind] = address
     return customer_ids(
         by_type.get("TELEPHONE_NUMBER") or attributes.text("customerPhoneHash", required=False),
         by_type.get("EMAIL_ADDRESS") or attributes.text("customerEmailHash", required=False),
@@ -226,22 +284,24 @@ def _ivr_steps(builder: EventBuilder, attributes: Fields) -> None:
         builder.emit(EventType.IVR_STEP, at, (index,), attributes={"node": node})
 
 
-def _queue(builder: EventBuilder, queue_info: Fields | None, leg_id: str, answered: bool) -> str | None:
-    if queue_info is None:
-        return None
+def _queue(
+    builder: EventBuilder, queue_info: Fields | None, leg_id: str
+) -> tuple[str | None, datetime | None]:
+    """``queued`` when the contact entered the queue: (queue, when it left it), else (None, None)."""
+    enqueued = queue_info.time("EnqueueTimestamp", required=False) if queue_info else None
+    if queue_info is None or enqueued is None:
+        return None, None
     queue = queue_info.text("Name", required=False) or queue_info.text("ARN").rsplit("/", 1)[-1]
-    enqueued = queue_info.time("EnqueueTimestamp")
+    dequeued = queue_info.time("DequeueTimestamp", required=False)
+    check_order(enqueued, dequeued, queue_info)
     builder.emit(EventType.QUEUED, enqueued, (leg_id,), leg_id=leg_id, queue=queue)
-    if not answered:
-        dequeued = queue_info.time("DequeueTimestamp")
-        check_order(enqueued, dequeued, queue_info)
-        builder.emit(EventType.ABANDONED, dequeued, (leg_id,), leg_id=leg_id, queue=queue)
-    return queue
+    return queue, dequeued
 
 
-def _agent(builder: EventBuilder, agent_info: Fields, leg_id: str, queue: str | None) -> str:
+def _agent(
+    builder: EventBuilder, agent_info: Fields, connected: datetime, leg_id: str, queue: str | None
+) -> str:
     agent = agent_info.text("Username", required=False) or agent_info.text("ARN").rsplit("/", 1)[-1]
-    connected = agent_info.time("ConnectedToAgentTimestamp")
     builder.emit(EventType.ANSWERED, connected, (leg_id,), leg_id=leg_id, queue=queue, agent=agent)
     holds = agent_info.integer("NumberOfHolds", required=False) or 0
     hold_seconds = agent_info.integer("CustomerHoldDuration", required=False) or 0
@@ -267,12 +327,45 @@ def _agent(builder: EventBuilder, agent_info: Fields, leg_id: str, queue: str | 
     return agent
 
 
+def _transfer(
+    builder: EventBuilder, attributes: Fields, at: datetime, leg_id: str, queue: str | None, agent: str | None
+) -> None:
+    """The leg ended by a transfer: blind unless the flow or agent application says consult."""
+    kind = choose(
+        TRANSFER_TYPES,
+        attributes.text("transferType", required=False) or "blind",
+        "schema",
+        attributes,
+        "transferType",
+    )
+    target = attributes.text("transferQueue", required=False)
+    builder.emit(
+        kind,
+        at,
+        (leg_id,),
+        leg_id=leg_id,
+        queue=queue,
+        agent=agent,
+        attributes={"target_queue": target} if target else {},
+    )
+
+
 def _wrapup_and_qa(
-    builder: EventBuilder, attributes: Fields, record: Fields, leg_id: str, queue: str | None, agent: str
+    builder: EventBuilder,
+    attributes: Fields,
+    record: Fields,
+    disconnected: datetime,
+    leg_id: str,
+    queue: str | None,
+    agent: str,
 ) -> None:
     code = attributes.text("wrapupCode", required=False)
     if code is not None:
-        at = attributes.time("wrapupSetAt", required=False) or record.time("LastUpdateTimestamp")
+        at = (
+            attributes.time("wrapupSetAt", required=False)
+            or record.time("LastUpdateTimestamp", required=False)
+            or disconnected
+        )
         builder.wrapup(leg_id, code, at, queue=queue, agent=agent)
     score_text = attributes.text("qaScore", required=False)
     if score_text is not None:
