@@ -161,14 +161,14 @@ class Variations:
     day (only an external transfer, which ends a conversation early, changes what follows it).
     """
 
-    sparse_records: float = 0.0  # of Genesys/Connect conversations: only the vendor's required fields
+    sparse_records: float = 0.10  # of Genesys/Connect conversations: only the vendor's required fields
     alerts: float = 0.85  # of answered legs: the answering agent was alerted first
-    boundary_gaps: float = 0.0  # of answered legs: acd segment end and interact start differ by ms
-    disconnect_on_final_segment: float = 0.0  # of Genesys conversations
-    missed_alerts: float = 0.0  # of answered legs: an agent alerted before did not respond
-    internal_consults: float = 0.0  # of answered legs with holds: a consult with an internal user
-    trailing_holds: float = 0.0  # of answered legs with holds: the call ends while on hold
-    external_transfers: float = 0.0  # of Connect voice transfers: to a number outside Connect
+    boundary_gaps: float = 0.90  # of answered legs: acd segment end and interact start differ by ms
+    disconnect_on_final_segment: float = 0.50  # of Genesys conversations
+    missed_alerts: float = 0.06  # of answered legs: an agent alerted before did not respond
+    internal_consults: float = 0.15  # of answered legs with holds: a consult with an internal user
+    trailing_holds: float = 0.10  # of answered legs with holds: the call ends while on hold
+    external_transfers: float = 0.20  # of Connect voice transfers: to a number outside Connect
     streamed: float = 0.0  # of Genesys/Connect conversations: stream events besides the record
     streamed_after: float = 0.25  # of streamed conversations: some stream events after the record
 
@@ -465,8 +465,7 @@ class _DayBuilder:
             )
             conversation.legs.append(leg)
             conversation.ended_at = _utc(ended)
-            if leg.outcome == "answered":
-                self.vary.leg(conversation, leg, [a.agent_id for a in self.agents if queue in a.queues])
+            self.vary.leg(conversation, leg, [a.agent_id for a in self.agents if queue in a.queues])
             if leg.transfer == "external":
                 conversation.ended_at = _utc(ended + self.vary.external_call_seconds())
                 break
@@ -644,7 +643,8 @@ class _Varier:
         conv.streamed = timing
 
     def leg(self, conv: SimConversation, leg: SimLeg, skilled: Sequence[str]) -> None:
-        """Alert, boundary drift, a missed alert, a consult, a trailing hold, an external transfer."""
+        """Alert, boundary drift, a missed alert, a consult, a trailing hold, an external transfer;
+        an abandoned leg may only have had an agent alerted when the customer hung up."""
         rng, shares = self.rng, self.shares
         draws = [rng.random() for _ in range(6)]
         ring = rng.randint(2, 12) if conv.channel in VOICE_LIKE else rng.randint(1, 20)
@@ -653,12 +653,17 @@ class _Varier:
         missed_for, missed_agent = rng.randint(6, 15), rng.randrange(1 << 30)
         consult_in, consult_out, consult_user = rng.randint(2, 5), rng.randint(1, 3), rng.randint(1, 12)
         answered, entered = _epoch(leg.left_at), _epoch(leg.entered_at)
+        others = sorted(agent for agent in skilled if agent != leg.agent)
+        if leg.outcome == "abandoned":
+            if draws[2] < shares.missed_alerts and others and answered - entered > 1:
+                start = max(entered + 1, answered - ring)
+                leg.missed.append(SimAlert(others[missed_agent % len(others)], _utc(start), leg.left_at))
+            return
         if draws[0] < shares.alerts:
             leg.alerted_at = _utc(max(entered, answered - ring))
         if draws[1] < shares.boundary_gaps:
             leg.boundary_gap_ms = sign * gap
         offered_until = _epoch(leg.alerted_at) if leg.alerted_at is not None else answered
-        others = sorted(agent for agent in skilled if agent != leg.agent)
         if draws[2] < shares.missed_alerts and others and offered_until - entered > missed_for + 1:
             start = offered_until - missed_for - 1
             agent = others[missed_agent % len(others)]

@@ -387,7 +387,7 @@ def _genesys_missed(leg: SimLeg, index: int, media: str) -> dict[str, Any]:
     """An agent alerted for the queue visit who did not respond: a participant with one alert."""
     alert = leg.missed[index]
     segment = _genesys_segment("alert", alert.start, alert.end, leg.queue)
-    segment["disconnectType"] = "client"
+    segment["disconnectType"] = "peer" if alert.end == leg.left_at else "client"  # the caller hung up
     return {
         "participantId": f"{leg.leg_id}-missed-{index}",
         "purpose": "agent",

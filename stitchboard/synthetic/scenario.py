@@ -35,7 +35,8 @@ class SimHold:
 
 @dataclass(slots=True)
 class SimAlert:
-    """An agent alerted for a queue visit who did not respond; another agent answers it later."""
+    """An agent alerted for a queue visit who did not respond: another agent answered it later,
+    or (ending with the visit) the customer hung up while it rang."""
 
     agent: str
     start: datetime

@@ -256,6 +256,8 @@ def test_variations_appear_at_realistic_shares(varied_days: dict[str, Day]) -> N
     }
     assert 0.8 <= share["alerted"] <= 0.9 and 0.85 <= share["drifted"] <= 0.95
     assert 0.01 <= share["missed"] <= 0.06  # only where the queue wait leaves room for a missed alert
+    abandoned = [leg for c in genesys.conversations for leg in c.legs if leg.outcome == "abandoned"]
+    assert 0.02 <= sum(bool(leg.missed) for leg in abandoned) / len(abandoned) <= 0.12
     held = [leg for leg in legs if leg.holds]
     trailing = sum(leg.holds[-1].end == leg.ended_at for leg in held) / len(held)
     consulted = sum(bool(leg.consults) for leg in held) / len(held)
@@ -282,8 +284,11 @@ def test_variations_are_consistent_facts(varied_days: dict[str, Day]) -> None:
                 assert abs(leg.boundary_gap_ms) < 1000
                 offered_until = leg.alerted_at or leg.left_at
                 for missed in leg.missed:
-                    assert leg.entered_at <= missed.start < missed.end < offered_until
-                    assert missed.agent != leg.agent
+                    assert missed.agent != leg.agent and leg.entered_at <= missed.start < missed.end
+                    if leg.outcome == "abandoned":  # rang until the customer hung up
+                        assert missed.end == leg.left_at
+                    else:
+                        assert missed.end < offered_until
                 for consult in leg.consults:
                     assert any(h.start < consult.start < consult.end < h.end for h in leg.holds)
                 if leg.transfer == "external":
