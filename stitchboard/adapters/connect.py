@@ -102,6 +102,7 @@ def parse(payload: dict[str, Any], tenant: str, received_at: datetime) -> list[C
         conversation_id,
         _customer(record, attributes),
         attributes.text("intent", required=False),
+        scope=contact_id,
     )
     leg_id = contact_id
     if contact_id == conversation_id:

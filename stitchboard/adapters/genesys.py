@@ -137,7 +137,9 @@ def _parse_record(record: Fields, tenant: str, received_at: datetime) -> list[Ca
     customers = by_purpose.get("customer", [])
     channel = _channel(customers[0] if customers else participants[0])
     customer, intent = _customer(customers[0]) if customers else (NO_CUSTOMER_IDS, None)
-    builder = EventBuilder(tenant, SOURCE, received_at, channel, direction, conversation_id, customer, intent)
+    builder = EventBuilder(
+        tenant, SOURCE, received_at, channel, direction, conversation_id, customer, intent, scope=conversation_id
+    )
 
     builder.emit(EventType.ARRIVED, start, ())
     ivr_end = _ivr(builder, by_purpose.get("ivr", []))
