@@ -409,7 +409,13 @@ class ConversationState:
         return self._version
 
     def add(self, event: CanonicalEvent) -> AddResult:
-        """Record an event unless it is a duplicate, a stale version or a conflicting re-send."""
+        """Record an event unless it is a duplicate, a stale version or a conflicting re-send.
+
+        The complete record wins: an event that is not provisional drops the stored provisional
+        events of its scope, and a provisional event whose scope's complete record is stored is
+        ignored (`AddResult.SUPERSEDED`). The summary is rebuilt from what is stored and deltas are
+        diffs of contributions, so what the provisional events contributed is retracted exactly.
+        """
         if event.tenant != self.tenant or event.conversation_id != self.conversation_id:
             raise ValueError(
                 f"event {event.event_id} is for {event.tenant}/{event.conversation_id}, "
@@ -438,6 +444,9 @@ class ConversationState:
         if kind is EventType.HOLD and isinstance(value, int):
             count = event.attributes.get("count", 1)
             value = (value, count if isinstance(count, int) and not isinstance(count, bool) else 1)
+        flags = _CHANNEL_INDEX[event.channel] * 8 + _DIRECTION_INDEX[event.direction]
+        if provisional:
+            flags |= _PROVISIONAL
         extra = None
         customer_keys = tuple(event.customer.keys())
         if event.intent is not None or customer_keys:
@@ -448,7 +457,7 @@ class ConversationState:
             key,
             event.sequence,
             fingerprint,
-            _CHANNEL_INDEX[event.channel] * 8 + _DIRECTION_INDEX[event.direction] + (_PROVISIONAL if provisional else 0),
+            flags,
             0 if event.leg_id is None else self._position(event.leg_id, shared=False),
             0 if event.queue is None else self._position(event.queue),
             0 if event.agent is None else self._position(event.agent),
@@ -514,7 +523,8 @@ class ConversationState:
         except ValueError:
             return False
         return any(
-            entry[_SCOPE] == where and not entry[5] & _PROVISIONAL for entry in _NUMBERS.iter_unpack(self._numbers)
+            entry[_SCOPE] == where and not entry[5] & _PROVISIONAL
+            for entry in _NUMBERS.iter_unpack(self._numbers)
         )
 
     @property

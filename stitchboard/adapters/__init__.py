@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from stitchboard.adapters import connect, connect_events, genesys, genesys_events, webhook
+from stitchboard.adapters import connect, connect_events, genesys_events, webhook
 from stitchboard.adapters.envelope import MAX_DEPTH, MAX_RAW_BYTES, nesting_depth_exceeds, parse_envelope
 from stitchboard.deadletters import AdapterError, DeadLetter
 from stitchboard.events import CanonicalEvent

@@ -138,7 +138,15 @@ def _parse_record(record: Fields, tenant: str, received_at: datetime) -> list[Ca
     channel = _channel(customers[0] if customers else participants[0])
     customer, intent = _customer(customers[0]) if customers else (NO_CUSTOMER_IDS, None)
     builder = EventBuilder(
-        tenant, SOURCE, received_at, channel, direction, conversation_id, customer, intent, scope=conversation_id
+        tenant,
+        SOURCE,
+        received_at,
+        channel,
+        direction,
+        conversation_id,
+        customer,
+        intent,
+        scope=conversation_id,
     )
 
     builder.emit(EventType.ARRIVED, start, ())
