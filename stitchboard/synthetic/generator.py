@@ -59,6 +59,7 @@ from stitchboard.synthetic.scenario import (
     StreamTiming,
     TransferKind,
 )
+from stitchboard.synthetic.streams import streamable
 
 BASE_DAILY_CONVERSATIONS = (2200, 2800)
 BASE_ROSTER = 36
@@ -169,7 +170,7 @@ class Variations:
     internal_consults: float = 0.15  # of answered legs with holds: a consult with an internal user
     trailing_holds: float = 0.10  # of answered legs with holds: the call ends while on hold
     external_transfers: float = 0.20  # of Connect voice transfers: to a number outside Connect
-    streamed: float = 0.0  # of Genesys/Connect conversations: stream events besides the record
+    streamed: float = 0.12  # of Genesys/Connect conversations: stream events besides the record
     streamed_after: float = 0.25  # of streamed conversations: some stream events after the record
 
 
@@ -638,7 +639,7 @@ class _Varier:
             conv.shape == "genesys" and final_segment < self.shares.disconnect_on_final_segment
         )
         timing: StreamTiming = ""
-        if platform and streamed < self.shares.streamed:
+        if streamable(conv) and streamed < self.shares.streamed:
             timing = "around" if after < self.shares.streamed_after else "before"
         conv.streamed = timing
 

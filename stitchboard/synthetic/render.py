@@ -21,6 +21,7 @@ from stitchboard.adapters import connect, genesys, webhook
 from stitchboard.adapters.envelope import stable_id
 from stitchboard.events import Channel, Direction
 from stitchboard.synthetic.scenario import SimAgentState, SimConversation, SimLeg
+from stitchboard.synthetic.streams import ConnectContact, render_stream
 
 Delivery = tuple[datetime, bytes]
 
@@ -36,13 +37,18 @@ EXTERNAL_NUMBER = "+15550100099"  # where external transfers go (fictional)
 
 
 def render_conversation(conv: SimConversation) -> list[Delivery]:
-    """All deliveries for one conversation in its shape, in delivery-time order."""
+    """All deliveries for one conversation in its shape (its stream events too, when it is
+    ``streamed``), in delivery-time order."""
     renderers: dict[str, Callable[[SimConversation], list[Delivery]]] = {
         "genesys": _render_genesys,
         "connect": _render_connect,
         "webhook": _render_webhook,
     }
-    return sorted(renderers[conv.shape](conv), key=lambda delivery: delivery[0])
+    deliveries = renderers[conv.shape](conv)
+    if conv.streamed:
+        contacts = connect_contacts(conv) if conv.shape == "connect" else []
+        deliveries += render_stream(conv, contacts, CONNECT_INSTANCE_ARN)
+    return sorted(deliveries, key=lambda delivery: delivery[0])
 
 
 def render_agent_state(s: SimAgentState) -> list[Delivery]:
@@ -462,9 +468,12 @@ def _connect_disconnect(conv: SimConversation, index: int) -> datetime:
     return leg.ended_at or leg.left_at
 
 
-def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: datetime) -> dict[str, Any]:
-    """The contact record with Connect's full field set (fields that do not apply are null); a
-    sparse one leaves those out, and the purely informational ones too (older format versions)."""
+def connect_contacts(conv: SimConversation) -> list[ConnectContact]:
+    """The conversation's Connect contacts: one per leg, or one when it never reached a queue."""
+    return [_connect_contact(conv, index) for index in range(max(1, len(conv.legs)))]
+
+
+def _connect_contact(conv: SimConversation, index: int) -> ConnectContact:
     channel, subtype = CONNECT_CHANNEL[conv.channel]
     if index > 0:
         method = "TRANSFER"
@@ -477,9 +486,18 @@ def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: d
     else:
         method = "INBOUND"
     initiated = conv.started_at
-    if index > 0 and leg is not None:
-        initiated = conv.legs[index - 1].ended_at or leg.entered_at
-    disconnected = _connect_disconnect(conv, index) if leg is not None else conv.ended_at
+    if index > 0:
+        initiated = conv.legs[index - 1].ended_at or conv.legs[index].entered_at
+    disconnected = _connect_disconnect(conv, index) if conv.legs else conv.ended_at
+    contact_id = _connect_contact_id(conv, index)
+    return ConnectContact(contact_id, channel, subtype, method, initiated, disconnected)
+
+
+def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: datetime) -> dict[str, Any]:
+    """The contact record with Connect's full field set (fields that do not apply are null); a
+    sparse one leaves those out, and the purely informational ones too (older format versions)."""
+    contact = _connect_contact(conv, index)
+    channel, initiated, disconnected = contact.channel, contact.initiated, contact.disconnected
     following = leg is not None and leg.transfer in ("blind", "consult") and index + 1 < len(conv.legs)
     record: dict[str, Any] = {
         "AWSAccountId": CONNECT_ACCOUNT,
@@ -492,12 +510,12 @@ def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: d
         "Channel": channel,
         "ConnectedToSystemTimestamp": _plain_time(initiated),
         "ContactDetails": {},
-        "ContactId": _connect_contact_id(conv, index),
+        "ContactId": contact.contact_id,
         "CustomerEndpoint": _connect_endpoint(conv),
         "DisconnectReason": _connect_disconnect_reason(conv, leg),
         "DisconnectTimestamp": _plain_time(disconnected),
         "InitialContactId": conv.conversation_id if index > 0 else None,
-        "InitiationMethod": method,
+        "InitiationMethod": contact.method,
         "InitiationTimestamp": _plain_time(initiated),
         "InstanceARN": CONNECT_INSTANCE_ARN,
         "LastUpdateTimestamp": _plain_time(at),
@@ -509,7 +527,7 @@ def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: d
         "Recordings": None,
         "References": [],
         "ScheduledTimestamp": None,
-        "SegmentAttributes": {"connect:Subtype": {"ValueString": subtype}},
+        "SegmentAttributes": {"connect:Subtype": {"ValueString": contact.subtype}},
         "SystemEndpoint": {"Type": "TELEPHONE_NUMBER", "Address": SYSTEM_NUMBER}
         if channel == "VOICE"
         else None,

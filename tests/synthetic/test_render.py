@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,9 @@ import pytest
 from stitchboard.adapters import normalise
 from stitchboard.deadletters import DeadLetter
 from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction, EventType
+from stitchboard.metrics import contribution_values
+from stitchboard.settings import TenantSettings
+from stitchboard.stitching import Conversation, stitch_group
 from stitchboard.synthetic.render import render_agent_state, render_conversation
 from stitchboard.synthetic.scenario import (
     Shape,
@@ -21,7 +25,9 @@ from stitchboard.synthetic.scenario import (
     SimConversation,
     SimHold,
     SimLeg,
+    StreamTiming,
 )
+from stitchboard.synthetic.streams import streamable
 
 T0 = datetime(2026, 3, 29, 8, 0, 0, tzinfo=UTC)
 SHAPES: tuple[Shape, ...] = ("genesys", "connect", "webhook")
@@ -431,6 +437,47 @@ def test_genesys_records_show_what_vendors_send() -> None:
     ]
     (user,) = by_purpose["user"]
     assert [s["segmentType"] for s in user["sessions"][0]["segments"]] == ["alert", "interact"]
+
+
+def stitched_figures(deliveries: list[tuple[datetime, bytes]]) -> tuple[Conversation, dict[Any, int]]:
+    """Every delivery through the real stitcher, one group per delivery, in the order given."""
+    state = None
+    for delivered_at, raw in deliveries:
+        events = normalise(raw, "test", delivered_at)
+        assert not isinstance(events, DeadLetter), events
+        if events:
+            outcome = stitch_group(state, events, TenantSettings())
+            assert not outcome.dead_letters
+            state = outcome.state
+    assert state is not None
+    conversation = state.conversation()
+    figures = contribution_values(conversation, TenantSettings())
+    return replace(conversation, version=0), figures  # the version counts applied events
+
+
+@pytest.mark.parametrize("timing", ["before", "around"])
+@pytest.mark.parametrize("shape", ["genesys", "connect"])
+@pytest.mark.parametrize("scenario", [*SCENARIOS, voice_external_transfer], ids=lambda f: f.__name__)
+def test_stream_events_leave_the_record_figures(scenario: Any, shape: Shape, timing: StreamTiming) -> None:
+    """Stream events before (and partly after) the records: the complete records' figures, exactly."""
+    conv = scenario(shape)
+    records = render_conversation(conv)
+    conv.streamed = timing
+    deliveries = render_conversation(conv)
+    if not streamable(conv):
+        assert deliveries == records
+        return
+    stream = [delivery for delivery in deliveries if delivery not in records]
+    assert stream and all(moment.microsecond == 0 for moment, _ in stream)
+    ended = min(moment for moment, _ in records if moment >= conv.ended_at)  # the record with the end
+    last_fact = max([conv.ended_at, *(leg.acw_end for leg in conv.legs if leg.acw_end)])
+    if timing == "around":  # the tail arrives after the record that already carries it
+        assert max(moment for moment, _ in stream) > max(ended, last_fact)
+    else:  # each event within the second it happened
+        assert max(moment for moment, _ in stream) <= last_fact
+    expected, figures = stitched_figures(records)
+    assert stitched_figures(deliveries) == (expected, figures)
+    assert stitched_figures(sorted(deliveries, key=lambda d: d[0], reverse=True))[1] == figures
 
 
 @pytest.mark.parametrize("shape", SHAPES)
