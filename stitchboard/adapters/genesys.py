@@ -186,6 +186,7 @@ class _Segment:
 @dataclass(frozen=True, slots=True)
 class _Participant:
     fields: Fields
+    index: int  # position in the record's participants
     purpose: str
     sessions: tuple[tuple[Fields, tuple[_Segment, ...]], ...]
 
@@ -288,12 +289,7 @@ def _parse_record(record: Fields, tenant: str, received_at: datetime) -> list[Ca
     self_service = [p for p in participants if p.purpose in SELF_SERVICE_PURPOSES]
     flow_ended = _self_service(builder, self_service)
     visits = _visits([p for p in participants if p.purpose in QUEUE_PURPOSES])
-    handlings = [
-        h
-        for index, p in enumerate(participants)
-        if p.purpose in AGENT_PURPOSES
-        for h in _handlings(p, f"agent#{index}")
-    ]
+    handlings = [h for p in participants if p.purpose in AGENT_PURPOSES for h in _handlings(p)]
     _link(handlings, visits)
     for visit in visits:
         _visit_events(builder, visit)
@@ -324,7 +320,7 @@ def _participants(record: Fields) -> list[_Participant]:
     if not participants:
         raise AdapterError("missing_field", "payload.participants is empty")
     result = []
-    for participant in participants:
+    for index, participant in enumerate(participants):
         purpose = participant.text("purpose", required=False)
         if purpose is None:
             continue  # nothing says what it is: it contributes nothing
@@ -333,7 +329,7 @@ def _participants(record: Fields) -> list[_Participant]:
         sessions = tuple(
             (session, _segments(session)) for session in participant.objects("sessions", required=False)
         )
-        result.append(_Participant(participant, purpose, sessions))
+        result.append(_Participant(participant, index, purpose, sessions))
     return result
 
 
@@ -465,7 +461,7 @@ def _participant_key(participant: Fields, fallback: str) -> str:
 def _visits(participants: list[_Participant]) -> list[_Visit]:
     """Each acd participant is one queue visit; offered at its first ``interact`` segment."""
     visits = []
-    for index, participant in enumerate(participants):
+    for participant in participants:
         segments = participant.segments
         if not segments:
             continue
@@ -474,13 +470,13 @@ def _visits(participants: list[_Participant]) -> list[_Visit]:
         queue = next((q for q in queued if q is not None), None)
         ends = [s.end for s in segments]
         left_at = None if None in ends else max(e for e in ends if e is not None)
-        leg_id = _participant_key(participant.fields, f"acd#{index}")
+        leg_id = _participant_key(participant.fields, f"acd#{participant.index}")
         visits.append(_Visit(leg_id, queue, segments[0].start, offer.start, left_at, _final_how(segments)))
     visits.sort(key=lambda visit: visit.queued_at)
     return visits
 
 
-def _handlings(participant: _Participant, fallback_key: str) -> list[_Handling]:
+def _handlings(participant: _Participant) -> list[_Handling]:
     """An agent participant's sessions; one that starts while the previous one is still connected
     (a callback and the call it places) is the same handling, later ones (a messaging conversation
     transferred back to the agent through another queue) are handlings of their own."""
@@ -501,7 +497,7 @@ def _handlings(participant: _Participant, fallback_key: str) -> list[_Handling]:
         if ends:
             talk_end = max([talk_end, *ends]) if talk_end is not None else max(ends)
     fields = participant.fields
-    base = _participant_key(fields, fallback_key)
+    base = _participant_key(fields, f"agent#{participant.index}")
     agent = fields.text("userId", required=False)
     handlings = []
     for number, segments in enumerate(groups):
@@ -626,7 +622,7 @@ def _handling_events(
         builder.emit(
             transfer, talk_end, (leg_id,), leg_id=leg_id, queue=queue, agent=agent, attributes=attributes
         )
-        return
+        return None
     if how is not None and how not in ENDING_DISCONNECTS:
         raise AdapterError("unknown_event_type", f"{last.fields.path('disconnectType')} has value {how!r}")
     builder.emit(EventType.DISCONNECTED, talk_end, (leg_id,), leg_id=leg_id, queue=queue, agent=agent)

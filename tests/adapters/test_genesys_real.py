@@ -8,7 +8,7 @@ record, stitches its events, and checks the figures a real record must give.
 from __future__ import annotations
 
 import copy
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from stitchboard.adapters import genesys
+from stitchboard.deadletters import AdapterError
 from stitchboard.events import CanonicalEvent, Direction, EventType
 from stitchboard.rows import ConversationRow
 from stitchboard.settings import TenantSettings
@@ -207,3 +208,102 @@ def test_a_record_redelivered_with_its_wrapup_keeps_every_earlier_event_id() -> 
 def test_the_open_record_alone_leaves_the_conversation_open_in_after_call_work() -> None:
     row, legs = stitched(record("sp2025_voice_acw_in_progress.json"))
     assert (row.status, row.ended_at, legs[0].acw_start is not None) == ("open", None, True)
+
+
+# the rules behind the classes, on variations of a real record ---------------------------------
+
+
+def base() -> dict[str, Any]:
+    return record("sp2025_voice_ivr_queue_answered.json")
+
+
+def agent_segments(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    agent = next(p for p in payload["participants"] if p["purpose"] == "agent")
+    segments: list[dict[str, Any]] = agent["sessions"][0]["segments"]
+    return segments
+
+
+@pytest.mark.parametrize(("offset", "linked"), [("4.900", True), ("6.000", False)])
+def test_an_offer_links_to_a_queue_visit_within_five_seconds_of_it(offset: str, linked: bool) -> None:
+    """The acd segment ends 05:08:33.850; the agent is alerted (and connects) ``offset`` s later."""
+    payload = base()
+    alert, interact = agent_segments(payload)
+    at = (
+        datetime.fromisoformat("2025-03-10T05:08:33.850+00:00") + timedelta(seconds=float(offset))
+    ).isoformat()
+    alert["segmentStart"], alert["segmentEnd"], interact["segmentStart"] = at, at, at
+    (answered,) = of_type(parse(payload), EventType.ANSWERED)
+    acd = next(p for p in payload["participants"] if p["purpose"] == "acd")
+    assert (answered.leg_id == acd["participantId"], answered.queue) == (
+        (True, QUEUE) if linked else (False, None)
+    )
+
+
+def test_sessions_of_one_agent_that_overlap_are_one_handling() -> None:
+    """A callback session and the voice call it places, connected at the same time: one answer."""
+    payload = base()
+    agent = next(p for p in payload["participants"] if p["purpose"] == "agent")
+    call = copy.deepcopy(agent["sessions"][0])
+    call["sessionId"] = "second-session"
+    call["segments"] = [
+        {
+            "segmentType": "dialing",
+            "segmentStart": "2025-03-10T05:08:35.000Z",
+            "segmentEnd": "2025-03-10T05:08:36.000Z",
+        },
+        {
+            "segmentType": "interact",
+            "segmentStart": "2025-03-10T05:08:36.000Z",
+            "segmentEnd": "2025-03-10T05:09:00.500Z",
+        },
+    ]
+    agent["sessions"].append(call)
+    events = parse(payload)
+    assert len(of_type(events, EventType.ANSWERED)) == 1
+    (talk_end,) = [event for event in of_type(events, EventType.DISCONNECTED) if event.leg_id]
+    assert talk_end.event_time == datetime.fromisoformat("2025-03-10T05:09:00.631+00:00")
+
+
+@pytest.mark.parametrize(("how", "kind"), [("consultTransfer", "consult"), ("transfer.forward", "blind")])
+def test_transfers_in_the_analytics_and_the_conversations_spelling(how: str, kind: str) -> None:
+    payload = base()
+    agent_segments(payload)[-1]["disconnectType"] = how
+    (transfer,) = [e for e in parse(payload) if e.event_type.value.startswith("transfer_")]
+    assert transfer.event_type.value == f"transfer_{kind}"
+
+
+def test_what_the_record_leaves_out_never_rejects_it() -> None:
+    """A participant without purpose, a segment without start or type, an evaluation of nobody."""
+    payload = base()
+    payload["participants"].append({"participantId": "no-purpose", "sessions": [{"mediaType": "voice"}]})
+    agent_segments(payload).append({"segmentType": "wrapup", "segmentEnd": "2025-03-10T05:09:01.000Z"})
+    agent_segments(payload).append({"segmentStart": "2025-03-10T05:09:01.000Z"})
+    payload["evaluations"] = [
+        {
+            "evaluationId": "e1",
+            "userId": "someone-else",
+            "eventTime": "2025-03-10T06:00:00.000Z",
+            "oTotalScore": 90,
+        },
+        {"evaluationId": "e2", "userId": "nobody"},
+    ]
+    assert [event.event_type for event in parse(payload)] == [event.event_type for event in parse(base())]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason", "field"),
+    [
+        (lambda r: agent_segments(r)[-1].update(disconnectType="vanished"), "unknown_event_type", "vanished"),
+        (lambda r: r["participants"][0].update(purpose="robot"), "schema", "participants[0].purpose"),
+        (lambda r: r.update(originatingDirection="sideways"), "schema", "originatingDirection"),
+        (lambda r: r["participants"][0]["sessions"][0].update(mediaType="telex"), "unknown_channel", "telex"),
+    ],
+)
+def test_values_outside_the_documented_vocabularies_are_still_rejected(
+    mutate: Any, reason: str, field: str
+) -> None:
+    payload = base()
+    mutate(payload)
+    with pytest.raises(AdapterError) as caught:
+        parse(payload)
+    assert (caught.value.reason, field in caught.value.detail) == (reason, True)
