@@ -1,7 +1,8 @@
 """A deterministic, realistic contact-centre day for one tenant, drawn as scenario objects.
 
-Everything is drawn from one ``random.Random`` seeded from (tenant, day, seed), so the same inputs
-always give the same day, and two tenants with the same seed still differ. No wall clock is read.
+Everything is drawn from ``random.Random`` streams seeded from (tenant, day, seed), so the same
+inputs always give the same day, and two tenants with the same seed still differ. No wall clock is
+read.
 
 What the day looks like:
 
@@ -33,6 +34,35 @@ What the day looks like:
 Each conversation carries the source ``shape`` its events are rendered in: by default the tenant's
 primary platform (Genesys or Connect, picked from the tenant name) for voice, callback, chat and bot,
 and the offline-reporting webhook for messaging, email and web forms.
+
+Real-world variations (``Variations``; issue #11): what real vendors send besides the facts, drawn
+from a random stream of their own so that a share never reshuffles the rest of the day. Default
+shares, all on:
+
+* ``sparse_records`` 10 % of Genesys and Connect conversations: records with only what the vendor
+  requires (Genesys: no ``originatingDirection``, participant names or divisions, like older API
+  responses; Connect: fields that do not apply left out rather than null, informational ones gone);
+* ``alerts`` 85 % of answered legs: the answering agent was alerted first (a Genesys ``alert``
+  segment, 2-12 s for voice, 1-20 s for digital work);
+* ``boundary_gaps`` 90 % of answered legs: the Genesys acd segment ends 1-999 ms off the agent's
+  interact start (mostly under 40 ms, mostly before it), as real boundaries do;
+* ``disconnect_on_final_segment`` 50 % of Genesys conversations: ``disconnectType`` only on each
+  session's last ended segment (a wrap-up, a hold); otherwise also on the segment the talk ended in;
+* ``missed_alerts`` 6 % of legs where the wait leaves room: an agent alerted for 6-15 s who did not
+  respond before another agent answered, or who was ringing when the customer hung up (Genesys
+  alert-only agent participants; Connect ``AgentConnectionAttempts``);
+* ``internal_consults`` 15 % of answered legs with holds: the agent consults an internal user during
+  a hold (a Genesys ``purpose: user`` participant);
+* ``trailing_holds`` 10 % of answered legs with holds: the call ends while the customer is on hold;
+* ``external_transfers`` 20 % of Connect voice transfers: to a number outside Connect, with no next
+  contact; the customer talks on for 1-15 min and the conversation ends when that call does;
+* ``streamed`` 12 % of Genesys and Connect conversations: the platform's stream events (Genesys
+  detail events, Connect contact events) arrive besides the records, each within its second; for
+  ``streamed_after`` 25 % of those the tail (from the customer's end on) arrives 30-300 s late,
+  after the record.
+
+None of them moves a final figure; ``stitchboard.synthetic.truth`` states the rules it applies.
+``NO_VARIATIONS`` turns them all off.
 """
 
 from __future__ import annotations
