@@ -95,6 +95,11 @@ class CanonicalEvent(BaseModel):
     ``event_id`` is the idempotency key: the same id with the same ``sequence`` is a duplicate; the
     same id with a higher ``sequence`` is a mutation that replaces the earlier version (a wrap-up
     code changed, a QA score re-marked).
+
+    ``provisional`` marks what a live stream reported while the contact was in progress; ``scope``
+    names the unit one complete record of the source describes (Genesys: the conversation, Amazon
+    Connect: the contact). The complete record wins: once an event that is not provisional arrives
+    with scope S, the provisional events of scope S are dropped and later ones are ignored.
     """
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
@@ -115,6 +120,8 @@ class CanonicalEvent(BaseModel):
     intent: Identifier | None = None
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
     sequence: int = Field(default=0, ge=0)
+    provisional: bool = False
+    scope: Identifier | None = None
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:

@@ -55,17 +55,23 @@ class DerivedDef:
 
 CATALOGUE: tuple[MetricDef, ...] = (
     MetricDef("offered", "leg", "count", "queued", "1 per leg that entered a queue."),
-    MetricDef("answered", "leg", "count", "answered", "1 per leg connected to an agent."),
+    MetricDef(
+        "answered", "leg", "count", "answered", "1 per leg offered to a queue and connected to an agent."
+    ),
     MetricDef(
         "answered_in_sl",
         "leg",
         "count",
         "answered",
-        "1 if the answer wait ≤ the queue's service-level threshold.",
+        "1 if an answered queued leg's wait ≤ the queue's service-level threshold.",
     ),
-    MetricDef("answer_wait_ms", "leg", "ms", "answered", "answered - queued, per answered leg."),
+    MetricDef("answer_wait_ms", "leg", "ms", "answered", "answered - queued, per answered queued leg."),
     MetricDef(
-        "abandoned", "leg", "count", "abandoned", "1 per leg the customer left unanswered (short included)."
+        "abandoned",
+        "leg",
+        "count",
+        "abandoned",
+        "1 per queued leg the customer left unanswered (short included).",
     ),
     MetricDef(
         "abandoned_short",
@@ -78,13 +84,15 @@ CATALOGUE: tuple[MetricDef, ...] = (
         "abandoned_in_sl", "leg", "count", "abandoned", "1 if the abandon wait ≤ the service-level threshold."
     ),
     MetricDef("abandon_wait_ms", "leg", "ms", "abandoned", "abandoned - queued, per abandoned leg."),
-    MetricDef("transferred_out", "leg", "count", "transfer", "1 if the agent leg ended by a transfer."),
+    MetricDef(
+        "transferred_out", "leg", "count", "transfer", "1 if an answered queued leg ended by a transfer."
+    ),
     MetricDef(
         "handled",
         "leg",
         "count",
         "handling end",
-        "1 per answered leg whose handling ended (talk ended, and ACW ended or absent).",
+        "1 per answered leg, queued or direct, whose handling ended (talk ended, and ACW ended or absent).",
     ),
     MetricDef("talk_ms", "leg", "ms", "handling end", "talk end - answered - hold."),
     MetricDef("hold_ms", "leg", "ms", "handling end", "Sum of the leg's holds."),
@@ -94,12 +102,26 @@ CATALOGUE: tuple[MetricDef, ...] = (
     MetricDef("qa_scored", "leg", "count", "handling end", "1 when the leg has a QA score."),
     MetricDef("qa_score_sum", "leg", "score", "handling end", "The leg's QA score (0..100)."),
     MetricDef("contacts", "conversation", "count", "conversation start", "1 per conversation."),
-    MetricDef("contacts_answered", "conversation", "count", "first answer", "1 if any leg was answered."),
     MetricDef(
-        "contacts_abandoned", "conversation", "count", "that abandon", "1 if the last leg was abandoned."
+        "contacts_answered",
+        "conversation",
+        "count",
+        "first answer",
+        "1 if an agent answered any leg, queued or direct.",
     ),
     MetricDef(
-        "contacts_transferred", "conversation", "count", "first transfer", "1 if any leg was transferred."
+        "contacts_abandoned",
+        "conversation",
+        "count",
+        "that abandon",
+        "1 if the last queued leg was abandoned.",
+    ),
+    MetricDef(
+        "contacts_transferred",
+        "conversation",
+        "count",
+        "first transfer",
+        "1 if any answered leg, queued or direct, was transferred.",
     ),
     MetricDef(
         "contacts_ivr_contained",
@@ -219,21 +241,23 @@ def contribution_values(conversation: Conversation, tenant: TenantSettings) -> d
 
     for leg in conversation.legs:
         queue = leg.queue
-        sl_ms = tenant.service_level_ms(queue)
-        add(queue, "offered", leg.offered_at, 1)
-        answer_wait = leg.answer_wait_ms
-        if answer_wait is not None:
-            add(queue, "answered", leg.answered_at, 1)
-            add(queue, "answered_in_sl", leg.answered_at, int(answer_wait <= sl_ms))
-            add(queue, "answer_wait_ms", leg.answered_at, answer_wait)
-        abandon_wait = leg.abandon_wait_ms
-        if abandon_wait is not None:
-            add(queue, "abandoned", leg.abandoned_at, 1)
-            add(queue, "abandoned_short", leg.abandoned_at, int(abandon_wait < tenant.short_abandon_ms()))
-            add(queue, "abandoned_in_sl", leg.abandoned_at, int(abandon_wait <= sl_ms))
-            add(queue, "abandon_wait_ms", leg.abandoned_at, abandon_wait)
-        if leg.answered_at is not None:
-            add(queue, "transferred_out", leg.transfer_at, 1)
+        # Queue figures only for legs offered to a queue: a direct call to an agent (no queue) has
+        # no queue wait, so counting it as answered would inflate service level and dilute ASA.
+        if leg.offered_at is not None:
+            sl_ms = tenant.service_level_ms(queue)
+            add(queue, "offered", leg.offered_at, 1)
+            answer_wait = leg.answer_wait_ms
+            if answer_wait is not None:
+                add(queue, "answered", leg.answered_at, 1)
+                add(queue, "answered_in_sl", leg.answered_at, int(answer_wait <= sl_ms))
+                add(queue, "answer_wait_ms", leg.answered_at, answer_wait)
+                add(queue, "transferred_out", leg.transfer_at, 1)
+            abandon_wait = leg.abandon_wait_ms
+            if abandon_wait is not None:
+                add(queue, "abandoned", leg.abandoned_at, 1)
+                add(queue, "abandoned_short", leg.abandoned_at, int(abandon_wait < tenant.short_abandon_ms()))
+                add(queue, "abandoned_in_sl", leg.abandoned_at, int(abandon_wait <= sl_ms))
+                add(queue, "abandon_wait_ms", leg.abandoned_at, abandon_wait)
         end = leg.handling_end
         if end is not None:
             add(queue, "handled", end, 1)

@@ -8,7 +8,14 @@ restored snapshot finds its conversations where it left them.
 
 Retention runs on system time: late mutations (wrap-up changes, QA scores) arriving within the
 retention of a conversation's last delivery still find it; an ended conversation is forgotten after
-it, an open one only once it has been silent for the (much longer) stale period.
+it, an open one only once it has been silent for the (much longer) stale period. A conversation
+still holding provisional (live-stream) events is kept like an open one even once it has ended: its
+complete record is still due, and must find the provisional figures it replaces.
+
+A live stream reports events within seconds, so a delivery of provisional events only that would
+open a new conversation although it was received more than the retention after its events happened
+is a leftover of a conversation already completed and forgotten (a re-delivery, a replayed backlog):
+it is ignored as superseded rather than counted as a new contact.
 """
 
 from __future__ import annotations
@@ -111,7 +118,12 @@ class ConversationShard:
         active, quiet = self._active, self._quiet
         for arrival, delivery in numbered:
             conversation_id = delivery.conversation_id
+            times = [event.event_time for event in delivery.events]
             state = active.pop(conversation_id, None) or quiet.pop(conversation_id, None)
+            if state is None and self._stale_stream(delivery, max(times)):
+                out.results[AddResult.SUPERSEDED] += len(delivery.events)
+                out.feeds.append(TenantFeed(delivery.tenant, arrival, min(times), max(times), []))
+                continue
             outcome = stitch_group(state, delivery.events, tenant)
             state = outcome.state
             state.touched_at = now
@@ -120,7 +132,6 @@ class ConversationShard:
             out.dead_letters.extend(outcome.dead_letters)
             if outcome.conversation is not None:
                 out.conversations[conversation_id] = outcome.conversation
-            times = [event.event_time for event in delivery.events]
             out.feeds.append(TenantFeed(delivery.tenant, arrival, min(times), max(times), outcome.deltas))
         if numbered:
             due = now + self.retention_seconds  # what was delivered to is due then at the latest
@@ -128,8 +139,17 @@ class ConversationShard:
                 self._due_at = due
         return out
 
+    def _stale_stream(self, delivery: Delivery, latest: datetime) -> bool:
+        """Provisional events only, received more than the retention after the latest of them."""
+        received = delivery.events[0].ingest_time
+        return (
+            all(event.provisional for event in delivery.events)
+            and (received - latest).total_seconds() > self.retention_seconds
+        )
+
     def evict(self, now: float) -> int:
-        """Forget ended conversations quiet for the retention and any silent for the stale period."""
+        """Forget ended conversations quiet for the retention and any silent for the stale period;
+        an ended one still awaiting its complete record is kept until the stale period."""
         forgotten = 0
         due: list[str] = []
         for conversation_id, state in self._active.items():
@@ -138,7 +158,7 @@ class ConversationShard:
             due.append(conversation_id)
         for conversation_id in due:
             state = self._active.pop(conversation_id)
-            if state.ended or now - state.touched_at >= self.stale_seconds:
+            if (state.ended and not state.awaiting_record) or now - state.touched_at >= self.stale_seconds:
                 forgotten += 1
             else:
                 self._quiet[conversation_id] = state

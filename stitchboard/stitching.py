@@ -102,6 +102,7 @@ class AddResult(StrEnum):
     DUPLICATE = "duplicate"  # same id, same sequence, same content: ignored
     CONFLICT = "conflict"  # same id, same sequence, different content: the caller dead-letters it
     STALE = "stale"  # lower sequence than already seen: ignored
+    SUPERSEDED = "superseded"  # provisional, and the complete record of its scope is stored: ignored
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,18 +320,38 @@ def _id_hash(event_id: str) -> int:
 
 
 # A stored event is one fixed-width entry: (event time µs since the epoch, type index, id hash,
-# sequence, fingerprint, channel*8+direction) — the first three are the replay order — then the
-# positions in the conversation's table of values of its leg id, queue, agent, the one attribute its
-# type uses, and (intent, customer keys). Position 0 is None. Packed, an event costs 40 bytes of
-# state (plus each distinct value once) instead of ~250 as a tuple in a dict.
-_NUMBERS = struct.Struct("<qBQqIBHHHHH")
+# sequence, fingerprint, flags) — the first three are the replay order — then the positions in the
+# conversation's table of values of its leg id, queue, agent, the one attribute its type uses,
+# (intent, customer keys) and its scope. Position 0 is None. The flags byte is channel*8+direction
+# (below 64) plus ``_PROVISIONAL``. Packed, an event costs 42 bytes of state (plus each distinct
+# value once) instead of ~250 as a tuple in a dict.
+_NUMBERS = struct.Struct("<qBQqIBHHHHHH")
 _KEY_OFFSET = 9  # where the id hash starts in an entry
+_FLAGS_OFFSET = 29  # where the flags byte is in an entry
+_PROVISIONAL = 0x80  # flags bit: the event came from a live stream (`CanonicalEvent.provisional`)
+_CHANNEL_DIRECTION = 0x3F  # flags bits: channel*8+direction
+_SCOPE = 11  # index of the scope's table position in an unpacked entry
 # An emitted contribution: (queue's table position, time µs since the epoch, metric index, value).
 _EMITTED = struct.Struct("<HqBq")
 
 
 def _order(entry: tuple[int, ...]) -> tuple[int, int, int]:
     return (entry[0], entry[1], entry[2])
+
+
+def _has_provisional(numbers: bytes) -> bool:
+    """Any provisional entry: one slice of the flags bytes, no unpacking (channel*8+direction < 64)."""
+    return bool(numbers) and max(numbers[_FLAGS_OFFSET :: _NUMBERS.size]) >= _PROVISIONAL
+
+
+def _without_provisional(numbers: bytes, scope: int) -> bytes:
+    """``numbers`` without the provisional entries whose scope is the table position ``scope``."""
+    size = _NUMBERS.size
+    return b"".join(
+        numbers[at : at + size]
+        for at, entry in zip(range(0, len(numbers), size), _NUMBERS.iter_unpack(numbers), strict=True)
+        if not (entry[5] & _PROVISIONAL and entry[_SCOPE] == scope)
+    )
 
 
 # What a snapshot keeps of a `ConversationState`, in order (everything but the ``ended`` cache).
@@ -388,12 +409,21 @@ class ConversationState:
         return self._version
 
     def add(self, event: CanonicalEvent) -> AddResult:
-        """Record an event unless it is a duplicate, a stale version or a conflicting re-send."""
+        """Record an event unless it is a duplicate, a stale version or a conflicting re-send.
+
+        The complete record wins: an event that is not provisional drops the stored provisional
+        events of its scope, and a provisional event whose scope's complete record is stored is
+        ignored (`AddResult.SUPERSEDED`). The summary is rebuilt from what is stored and deltas are
+        diffs of contributions, so what the provisional events contributed is retracted exactly.
+        """
         if event.tenant != self.tenant or event.conversation_id != self.conversation_id:
             raise ValueError(
                 f"event {event.event_id} is for {event.tenant}/{event.conversation_id}, "
                 f"not {self.tenant}/{self.conversation_id}"
             )
+        provisional, scope = event.provisional, event.scope
+        if provisional and scope is not None and self._completes(scope):
+            return AddResult.SUPERSEDED
         key = _id_hash(event.event_id)
         fingerprint = _fingerprint(event)
         numbers, size = self._numbers, _NUMBERS.size
@@ -405,12 +435,18 @@ class ConversationState:
             if event.sequence == known_sequence:
                 return AddResult.DUPLICATE if fingerprint == known_fingerprint else AddResult.CONFLICT
             numbers = numbers[: known * size] + numbers[(known + 1) * size :]  # a newer version replaces it
+        where = 0 if scope is None else self._position(scope, shared=False)
+        if not provisional and where and _has_provisional(numbers):
+            numbers = _without_provisional(numbers, where)  # the complete record wins
         moment = to_micros(event.event_time)
         kind = event.event_type
         value = event.attributes.get(_VALUE_ATTRIBUTE.get(kind, "")) if event.attributes else None
         if kind is EventType.HOLD and isinstance(value, int):
             count = event.attributes.get("count", 1)
             value = (value, count if isinstance(count, int) and not isinstance(count, bool) else 1)
+        flags = _CHANNEL_INDEX[event.channel] * 8 + _DIRECTION_INDEX[event.direction]
+        if provisional:
+            flags |= _PROVISIONAL
         extra = None
         customer_keys = tuple(event.customer.keys())
         if event.intent is not None or customer_keys:
@@ -421,12 +457,13 @@ class ConversationState:
             key,
             event.sequence,
             fingerprint,
-            _CHANNEL_INDEX[event.channel] * 8 + _DIRECTION_INDEX[event.direction],
+            flags,
             0 if event.leg_id is None else self._position(event.leg_id, shared=False),
             0 if event.queue is None else self._position(event.queue),
             0 if event.agent is None else self._position(event.agent),
             0 if value is None else self._position(value),
             0 if extra is None else self._position(extra),
+            where,
         )
         packed = _NUMBERS.pack(*entry)
         count = len(numbers) // size
@@ -448,6 +485,8 @@ class ConversationState:
         """
         if value is None:
             return 0
+        if value == self.conversation_id:
+            value = self.conversation_id  # a scope equal to the conversation: the state's own string
         table = self._table
         try:
             first = table.index(value)
@@ -473,6 +512,25 @@ class ConversationState:
                 return at // size
             at = numbers.find(needle, at + 1)
         return None
+
+    def _completes(self, scope: str) -> bool:
+        """Whether an event that is not provisional, of scope ``scope``, is stored.
+
+        (A string equals no other type of table value, so ``index`` finds the scope itself.)
+        """
+        try:
+            where = self._table.index(scope)
+        except ValueError:
+            return False
+        return any(
+            entry[_SCOPE] == where and not entry[5] & _PROVISIONAL
+            for entry in _NUMBERS.iter_unpack(self._numbers)
+        )
+
+    @property
+    def awaiting_record(self) -> bool:
+        """Whether provisional events are stored: the complete record of their scope is still due."""
+        return _has_provisional(self._numbers)
 
     @property
     def ended(self) -> bool:
@@ -512,9 +570,9 @@ class ConversationState:
                 event_intent, keys = extra  # type: ignore[misc]
                 customer_keys.update(keys)
                 intent = intent or event_intent
-            leg = _leg_for(legs, kind, leg_id, queue) if kind in _LEG_LEVEL else None
+            leg = _leg_for(legs, kind, leg_id, queue, agent) if kind in _LEG_LEVEL else None
             if kind is EventType.ABANDONED and (leg_id is not None or queue is not None):
-                leg = _leg_for(legs, kind, leg_id, queue)
+                leg = _leg_for(legs, kind, leg_id, queue, agent)
             if kind is EventType.ARRIVED:
                 arrived_at = arrived_at or at
             elif kind is EventType.IVR_STEP:
@@ -547,7 +605,7 @@ class ConversationState:
             leg.acw_end is not None or leg.acw_start is None for leg in frozen if leg.answered_at is not None
         ):
             ended_at = max([customer_end, *(leg.acw_end for leg in frozen if leg.acw_end is not None)])
-        channel_direction = first[5]
+        channel_direction = first[5] & _CHANNEL_DIRECTION
         self._ended = ended_at is not None
         return Conversation(
             tenant=self.tenant,
@@ -664,9 +722,14 @@ class ConversationState:
 
 
 def _leg_for(
-    legs: dict[str, _LegBuilder], kind: EventType, leg_id: str | None, queue: str | None
+    legs: dict[str, _LegBuilder], kind: EventType, leg_id: str | None, queue: str | None, agent: str | None
 ) -> _LegBuilder:
-    """The leg an event belongs to; without a leg id: by queue for queue events, else the latest leg."""
+    """The leg an event belongs to; without a leg id: by queue for queue events, by agent for the
+    agent's handling events (streams that name the agent but not the queue visit), else the latest leg.
+
+    An agent's event that matches none of the agent's answered legs goes to a leg of its own, which
+    is neither queued nor answered and so counts nothing (an offer the agent never answered).
+    """
     if leg_id is not None:
         known = legs.get(leg_id)
         if known is None:
@@ -677,6 +740,12 @@ def _leg_for(
             if leg.queue == queue and leg.talk_end is None and leg.abandoned_at is None:
                 return leg
         key = f"{queue}#{len(legs)}"
+        return legs.setdefault(key, _LegBuilder(key))
+    if agent is not None and kind is not EventType.ANSWERED:
+        for leg in reversed(legs.values()):
+            if leg.agent == agent and leg.answered_at is not None:
+                return leg
+        key = f"agent:{agent}"
         return legs.setdefault(key, _LegBuilder(key))
     answered = [leg for leg in legs.values() if leg.answered_at is not None]
     if answered:

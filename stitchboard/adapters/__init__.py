@@ -14,16 +14,18 @@ from typing import Any
 
 import orjson
 
-from stitchboard.adapters import connect, genesys, webhook
+from stitchboard.adapters import connect, connect_events, genesys_events, webhook
 from stitchboard.adapters.envelope import MAX_DEPTH, MAX_RAW_BYTES, nesting_depth_exceeds, parse_envelope
 from stitchboard.deadletters import AdapterError, DeadLetter
 from stitchboard.events import CanonicalEvent
 
 Adapter = Callable[[dict[str, Any], str, datetime], list[CanonicalEvent]]
 
+# ``genesys`` and ``connect`` take whatever the vendor sends: a complete record, or a live event
+# (Genesys notification or EventBridge event, Connect contact event), told apart by its shape.
 ADAPTERS: dict[str, Adapter] = {
-    "genesys": genesys.parse,
-    "connect": connect.parse,
+    "genesys": genesys_events.parse,
+    "connect": connect_events.parse,
     "connect_agent": connect.parse_agent_event,
     "webhook": webhook.parse,
 }

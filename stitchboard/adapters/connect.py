@@ -127,6 +127,7 @@ def parse(payload: dict[str, Any], tenant: str, received_at: datetime) -> list[C
         conversation_id,
         _customer(record, attributes, method, first),
         attributes.text("intent", required=False),
+        scope=contact_id,
     )
     leg_id = contact_id
     if first:

@@ -303,6 +303,8 @@ class EventBuilder:
 
     Each event is validated by the canonical model's pydantic-core validator from a plain dict (the
     same strict validation as ``CanonicalEvent(**fields)``, without the keyword-argument detour).
+    ``scope`` is the unit a complete record of the source describes and ``provisional`` marks a live
+    stream's events (see `CanonicalEvent`); both are the same for every event of one record.
     """
 
     tenant: str
@@ -313,6 +315,8 @@ class EventBuilder:
     conversation_id: str | None = None
     customer: CustomerIds = NO_CUSTOMER_IDS
     intent: str | None = None
+    scope: str | None = None
+    provisional: bool = False
     events: list[CanonicalEvent] = field(default_factory=list)
     _id_prefix: str = field(default="", init=False, repr=False)
     _conversation: str | None = field(default=None, init=False, repr=False)
@@ -321,6 +325,10 @@ class EventBuilder:
         if self.conversation_id is not None:
             self._id_prefix = f"{self.tenant}\x1f{self.source}\x1f{self.conversation_id}\x1f"
             self._conversation = trim(self.conversation_id)
+        if self.scope is not None:
+            scope = trim(self.scope)
+            # one string object for the conversation and a scope equal to it: stored states share it
+            self.scope = self._conversation if scope == self._conversation else scope
 
     def emit(
         self,
@@ -374,6 +382,8 @@ class EventBuilder:
                     "intent": intent,
                     "attributes": attributes or {},
                     "sequence": sequence,
+                    "provisional": self.provisional,
+                    "scope": self.scope,
                 }
             )
         except ValidationError as exc:

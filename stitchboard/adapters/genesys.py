@@ -273,7 +273,17 @@ def _parse_record(record: Fields, tenant: str, received_at: datetime) -> list[Ca
     channel = _channel([*customers, *users, *participants])
     direction = _direction(record, customers, participants)
     customer, intent = _customer(customers[0]) if customers else (NO_CUSTOMER_IDS, None)
-    builder = EventBuilder(tenant, SOURCE, received_at, channel, direction, conversation_id, customer, intent)
+    builder = EventBuilder(
+        tenant,
+        SOURCE,
+        received_at,
+        channel,
+        direction,
+        conversation_id,
+        customer,
+        intent,
+        scope=conversation_id,
+    )
 
     builder.emit(EventType.ARRIVED, start, ())
     self_service = [p for p in participants if p.purpose in SELF_SERVICE_PURPOSES]

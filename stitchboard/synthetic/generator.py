@@ -1,7 +1,8 @@
 """A deterministic, realistic contact-centre day for one tenant, drawn as scenario objects.
 
-Everything is drawn from one ``random.Random`` seeded from (tenant, day, seed), so the same inputs
-always give the same day, and two tenants with the same seed still differ. No wall clock is read.
+Everything is drawn from ``random.Random`` streams seeded from (tenant, day, seed), so the same
+inputs always give the same day, and two tenants with the same seed still differ. No wall clock is
+read.
 
 What the day looks like:
 
@@ -33,6 +34,35 @@ What the day looks like:
 Each conversation carries the source ``shape`` its events are rendered in: by default the tenant's
 primary platform (Genesys or Connect, picked from the tenant name) for voice, callback, chat and bot,
 and the offline-reporting webhook for messaging, email and web forms.
+
+Real-world variations (``Variations``; issue #11): what real vendors send besides the facts, drawn
+from a random stream of their own so that a share never reshuffles the rest of the day. Default
+shares, all on:
+
+* ``sparse_records`` 10 % of Genesys and Connect conversations: records with only what the vendor
+  requires (Genesys: no ``originatingDirection``, participant names or divisions, like older API
+  responses; Connect: fields that do not apply left out rather than null, informational ones gone);
+* ``alerts`` 85 % of answered legs: the answering agent was alerted first (a Genesys ``alert``
+  segment, 2-12 s for voice, 1-20 s for digital work);
+* ``boundary_gaps`` 90 % of answered legs: the Genesys acd segment ends 1-999 ms off the agent's
+  interact start (mostly under 40 ms, mostly before it), as real boundaries do;
+* ``disconnect_on_final_segment`` 50 % of Genesys conversations: ``disconnectType`` only on each
+  session's last ended segment (a wrap-up, a hold); otherwise also on the segment the talk ended in;
+* ``missed_alerts`` 6 % of legs where the wait leaves room: an agent alerted for 6-15 s who did not
+  respond before another agent answered, or who was ringing when the customer hung up (Genesys
+  alert-only agent participants; Connect ``AgentConnectionAttempts``);
+* ``internal_consults`` 15 % of answered legs with holds: the agent consults an internal user during
+  a hold (a Genesys ``purpose: user`` participant);
+* ``trailing_holds`` 10 % of answered legs with holds: the call ends while the customer is on hold;
+* ``external_transfers`` 20 % of Connect voice transfers: to a number outside Connect, with no next
+  contact; the customer talks on for 1-15 min and the conversation ends when that call does;
+* ``streamed`` 12 % of Genesys and Connect conversations: the platform's stream events (Genesys
+  detail events, Connect contact events) arrive besides the records, each within its second; for
+  ``streamed_after`` 25 % of those the tail (from the customer's end on) arrives 30-300 s late,
+  after the record.
+
+None of them moves a final figure; ``stitchboard.synthetic.truth`` states the rules it applies.
+``NO_VARIATIONS`` turns them all off.
 """
 
 from __future__ import annotations
@@ -51,11 +81,15 @@ from stitchboard.synthetic.scenario import (
     IvrOutcome,
     Shape,
     SimAgentState,
+    SimAlert,
+    SimConsult,
     SimConversation,
     SimHold,
     SimLeg,
+    StreamTiming,
     TransferKind,
 )
+from stitchboard.synthetic.streams import streamable
 
 BASE_DAILY_CONVERSATIONS = (2200, 2800)
 BASE_ROSTER = 36
@@ -150,6 +184,29 @@ NIGHT_BREAK = (2 * 60, 2 * 60 + 30)
 NIGHT_START = 22 * 60
 
 
+@dataclass(frozen=True, slots=True)
+class Variations:
+    """Shares of the real-world ways vendors report contacts (module docstring); 0 turns one off.
+
+    Drawn from a random stream of their own, so changing a share never reshuffles the rest of the
+    day (only an external transfer, which ends a conversation early, changes what follows it).
+    """
+
+    sparse_records: float = 0.10  # of Genesys/Connect conversations: only the vendor's required fields
+    alerts: float = 0.85  # of answered legs: the answering agent was alerted first
+    boundary_gaps: float = 0.90  # of answered legs: acd segment end and interact start differ by ms
+    disconnect_on_final_segment: float = 0.50  # of Genesys conversations
+    missed_alerts: float = 0.06  # of answered legs: an agent alerted before did not respond
+    internal_consults: float = 0.15  # of answered legs with holds: a consult with an internal user
+    trailing_holds: float = 0.10  # of answered legs with holds: the call ends while on hold
+    external_transfers: float = 0.20  # of Connect voice transfers: to a number outside Connect
+    streamed: float = 0.12  # of Genesys/Connect conversations: stream events besides the record
+    streamed_after: float = 0.25  # of streamed conversations: some stream events after the record
+
+
+NO_VARIATIONS = Variations(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
 @dataclass(slots=True)
 class Day:
     """One tenant's generated day: conversations (sorted by start) and agent presence changes."""
@@ -187,13 +244,16 @@ def generate_day(
     *,
     scale: float = 1.0,
     shapes: Mapping[Channel, Shape] | None = None,
+    variations: Variations | None = None,
 ) -> Day:
     """Draw one tenant's local calendar day; identical inputs give an identical ``Day``."""
     if scale <= 0:
         raise ValueError("scale must be positive")
     chosen = default_shapes(tenant) | dict(shapes or {})
     rng = random.Random(int.from_bytes(_digest(f"{tenant}|{day.isoformat()}|{seed}")[:8], "big"))
+    varied = random.Random(int.from_bytes(_digest(f"{tenant}|{day.isoformat()}|{seed}|vary")[:8], "big"))
     builder = _DayBuilder(tenant, day, zone, seed, scale, chosen, rng)
+    builder.vary = _Varier(variations or Variations(), varied)
     return builder.build()
 
 
@@ -275,6 +335,7 @@ class _DayBuilder:
         self.day_end = _epoch(datetime.combine(day + timedelta(days=1), time(0), zone))
         self.agents: list[_Agent] = []
         self.states: list[tuple[int, int, str, str]] = []  # (epoch, priority, agent, state)
+        self.vary = _Varier(NO_VARIATIONS, random.Random(0))
 
     def build(self) -> Day:
         base = self.rng.randint(*BASE_DAILY_CONVERSATIONS)
@@ -424,6 +485,7 @@ class _DayBuilder:
             ivr_steps=[(node, _utc(at)) for node, at in steps],
             ivr_outcome=outcome,
         )
+        self.vary.conversation(conversation)
         if outcome in ("contained", "abandoned"):
             return conversation
         entered = front_end_end
@@ -434,6 +496,10 @@ class _DayBuilder:
             )
             conversation.legs.append(leg)
             conversation.ended_at = _utc(ended)
+            self.vary.leg(conversation, leg, [a.agent_id for a in self.agents if queue in a.queues])
+            if leg.transfer == "external":
+                conversation.ended_at = _utc(ended + self.vary.external_call_seconds())
+                break
             if leg.transfer is None:
                 break
             queue = self.rng.choice([q for q in QUEUES if q != queue])
@@ -581,6 +647,83 @@ class _DayBuilder:
             conversation.reopened_at.append(_utc(at))
             if self.rng.random() < 0.15:
                 conversation.reopened_at.append(_utc(at + self.rng.randint(3600, 12 * 3600)))
+
+
+class _Varier:
+    """Draws the real-world variations (``Variations``) onto a conversation and its answered legs.
+
+    Every call takes the same number of draws whatever the shares and shapes, so one variation's
+    share never moves another's draws. Variations a shape cannot show are still drawn as facts
+    (an agent alerted, a consult) and simply not rendered there.
+    """
+
+    def __init__(self, shares: Variations, rng: random.Random) -> None:
+        self.shares = shares
+        self.rng = rng
+
+    def conversation(self, conv: SimConversation) -> None:
+        sparse, final_segment, streamed, after = (self.rng.random() for _ in range(4))
+        platform = conv.shape in ("genesys", "connect")
+        conv.sparse = platform and sparse < self.shares.sparse_records
+        conv.disconnect_on_final_segment = (
+            conv.shape == "genesys" and final_segment < self.shares.disconnect_on_final_segment
+        )
+        timing: StreamTiming = ""
+        if streamable(conv) and streamed < self.shares.streamed:
+            timing = "around" if after < self.shares.streamed_after else "before"
+        conv.streamed = timing
+
+    def leg(self, conv: SimConversation, leg: SimLeg, skilled: Sequence[str]) -> None:
+        """Alert, boundary drift, a missed alert, a consult, a trailing hold, an external transfer;
+        an abandoned leg may only have had an agent alerted when the customer hung up."""
+        rng, shares = self.rng, self.shares
+        draws = [rng.random() for _ in range(6)]
+        ring = rng.randint(2, 12) if conv.channel in VOICE_LIKE else rng.randint(1, 20)
+        gap = rng.randint(1, 40) if rng.random() < 0.8 else rng.randint(41, 999)
+        sign = -1 if rng.random() < 0.7 else 1
+        missed_for, missed_agent = rng.randint(6, 15), rng.randrange(1 << 30)
+        consult_in, consult_out, consult_user = rng.randint(2, 5), rng.randint(1, 3), rng.randint(1, 12)
+        answered, entered = _epoch(leg.left_at), _epoch(leg.entered_at)
+        others = sorted(agent for agent in skilled if agent != leg.agent)
+        if leg.outcome == "abandoned":
+            if draws[2] < shares.missed_alerts and others and answered - entered > 1:
+                start = max(entered + 1, answered - ring)
+                leg.missed.append(SimAlert(others[missed_agent % len(others)], _utc(start), leg.left_at))
+            return
+        if draws[0] < shares.alerts:
+            leg.alerted_at = _utc(max(entered, answered - ring))
+        if draws[1] < shares.boundary_gaps:
+            leg.boundary_gap_ms = sign * gap
+        offered_until = _epoch(leg.alerted_at) if leg.alerted_at is not None else answered
+        if draws[2] < shares.missed_alerts and others and offered_until - entered > missed_for + 1:
+            start = offered_until - missed_for - 1
+            agent = others[missed_agent % len(others)]
+            leg.missed.append(SimAlert(agent, _utc(start), _utc(start + missed_for)))
+        if draws[3] < shares.trailing_holds and leg.holds and leg.ended_at is not None:
+            _trail(leg)
+        if draws[4] < shares.internal_consults:
+            long_holds = [h for h in leg.holds if _epoch(h.end) - _epoch(h.start) >= 20]
+            if long_holds:
+                hold = long_holds[0]
+                start, end = _epoch(hold.start) + consult_in, _epoch(hold.end) - consult_out
+                leg.consults.append(SimConsult(f"expert-{consult_user:03d}", _utc(start), _utc(end)))
+        external = conv.shape == "connect" and conv.channel is Channel.VOICE and leg.transfer is not None
+        if external and draws[5] < shares.external_transfers:
+            leg.transfer = "external"
+
+    def external_call_seconds(self) -> int:
+        """How long the customer talks to the external party after an external transfer."""
+        return self.rng.randint(60, 900)
+
+
+def _trail(leg: SimLeg) -> None:
+    """Move the last hold to the end of the talk: the call ends while the customer is on hold."""
+    assert leg.ended_at is not None
+    last = leg.holds[-1]
+    length = last.end - last.start
+    tail = leg.ended_at - last.end  # talk after the last hold moves before it
+    leg.holds[-1] = SimHold(last.start + tail, leg.ended_at)
+    assert leg.holds[-1].end - leg.holds[-1].start == length
 
 
 def _digest(text: str) -> bytes:

@@ -12,7 +12,7 @@ Vocabularies are the adapters' own tables reversed, so renderer and adapter cann
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from stitchboard.adapters import connect, genesys, webhook
 from stitchboard.adapters.envelope import stable_id
 from stitchboard.events import Channel, Direction
 from stitchboard.synthetic.scenario import SimAgentState, SimConversation, SimLeg
+from stitchboard.synthetic.streams import ConnectContact, render_stream
 
 Delivery = tuple[datetime, bytes]
 
@@ -31,16 +32,23 @@ CONNECT_MESSAGING_SUBTYPE = "connect:SMS"
 WEBHOOK_MEDIA = {channel: name for name, channel in webhook.MEDIA.items()}
 CONNECT_ACCOUNT = "111122223333"
 CONNECT_INSTANCE_ARN = f"arn:aws:connect:eu-west-2:{CONNECT_ACCOUNT}:instance/5f0c2a44-stitchboard"
+SYSTEM_NUMBER = "+15550100001"  # the contact centre's number (fictional: 555-01xx)
+EXTERNAL_NUMBER = "+15550100099"  # where external transfers go (fictional)
 
 
 def render_conversation(conv: SimConversation) -> list[Delivery]:
-    """All deliveries for one conversation in its shape, in delivery-time order."""
+    """All deliveries for one conversation in its shape (its stream events too, when it is
+    ``streamed``), in delivery-time order."""
     renderers: dict[str, Callable[[SimConversation], list[Delivery]]] = {
         "genesys": _render_genesys,
         "connect": _render_connect,
         "webhook": _render_webhook,
     }
-    return sorted(renderers[conv.shape](conv), key=lambda delivery: delivery[0])
+    deliveries = renderers[conv.shape](conv)
+    if conv.streamed:
+        contacts = connect_contacts(conv) if conv.shape == "connect" else []
+        deliveries += render_stream(conv, contacts, CONNECT_INSTANCE_ARN)
+    return sorted(deliveries, key=lambda delivery: delivery[0])
 
 
 def render_agent_state(s: SimAgentState) -> list[Delivery]:
@@ -99,7 +107,8 @@ def _envelope(tenant: str, source: str, at: datetime, payload: dict[str, Any]) -
 
 
 def _genesys_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    utc = moment.astimezone(UTC)
+    return f"{utc.strftime('%Y-%m-%dT%H:%M:%S')}.{utc.microsecond // 1000:03d}Z"
 
 
 def _plain_time(moment: datetime) -> str:
@@ -170,8 +179,10 @@ def _genesys_record(conv: SimConversation, at: datetime) -> dict[str, Any]:
     for leg in conv.legs:
         participants.append(_genesys_acd(leg, media))
     for leg in conv.legs:
+        participants.extend(_genesys_missed(leg, index, media) for index in range(len(leg.missed)))
         if leg.outcome == "answered":
             participants.append(_genesys_agent(conv, leg, media, at))
+            participants.extend(_genesys_user(leg, index, media) for index in range(len(leg.consults)))
     evaluations = [
         {
             "evaluationId": f"{leg.leg_id}-evaluation",
@@ -199,6 +210,10 @@ def _genesys_record(conv: SimConversation, at: datetime) -> dict[str, Any]:
     }
     if evaluations:
         record["evaluations"] = evaluations
+    if conv.sparse:  # older API versions and some media: no originatingDirection, names or divisions
+        del record["originatingDirection"], record["divisionIds"]
+        for participant in participants:
+            participant.pop("participantName", None)
     return record
 
 
@@ -297,6 +312,10 @@ def _genesys_ivr(conv: SimConversation, media: str) -> dict[str, Any]:
 
 
 def _genesys_acd(leg: SimLeg, media: str) -> dict[str, Any]:
+    """The queue visit; an answered one ends near, not exactly at, the agent's interact start."""
+    left = leg.left_at
+    if leg.outcome == "answered":
+        left = max(leg.entered_at, left + timedelta(milliseconds=leg.boundary_gap_ms))
     return {
         "participantId": leg.leg_id,
         "purpose": "acd",
@@ -310,7 +329,7 @@ def _genesys_acd(leg: SimLeg, media: str) -> dict[str, Any]:
                         "segmentType": "interact",
                         "queueId": leg.queue,
                         "segmentStart": _genesys_time(leg.entered_at),
-                        "segmentEnd": _genesys_time(leg.left_at),
+                        "segmentEnd": _genesys_time(left),
                         "disconnectType": "transfer" if leg.outcome == "answered" else "peer",
                     }
                 ],
@@ -319,25 +338,45 @@ def _genesys_acd(leg: SimLeg, media: str) -> dict[str, Any]:
     }
 
 
+GENESYS_TALK_ENDS: dict[str | None, str] = {
+    "blind": "transfer",
+    "consult": "transfer.consult",
+    "external": "transfer",
+    None: "peer",
+}
+
+
 def _genesys_agent(conv: SimConversation, leg: SimLeg, media: str, at: datetime) -> dict[str, Any]:
+    """Alert, talk and holds (a hold may be last: the call ended on hold), then wrap-up.
+
+    ``disconnectType`` sits on the segment the talk ended in and on the wrap-up once it ended, or,
+    when the conversation reports it only there, on the session's last ended segment alone.
+    """
+    assert leg.ended_at is not None
     segments: list[dict[str, Any]] = []
+    if leg.alerted_at is not None:
+        segments.append(_genesys_segment("alert", leg.alerted_at, leg.left_at, leg.queue))
     talk_from = leg.left_at
     for hold in sorted(leg.holds, key=lambda h: h.start):
         segments.append(_genesys_segment("interact", talk_from, hold.start, leg.queue))
         segments.append(_genesys_segment("hold", hold.start, hold.end, leg.queue))
         talk_from = hold.end
-    last_talk = _genesys_segment("interact", talk_from, leg.ended_at, leg.queue)
-    if leg.ended_at is not None:
-        last_talk["disconnectType"] = {"blind": "transfer", "consult": "transfer.consult", None: "peer"}[
-            leg.transfer
-        ]
-    segments.append(last_talk)
+    if talk_from < leg.ended_at or not leg.holds:
+        segments.append(_genesys_segment("interact", talk_from, leg.ended_at, leg.queue))
+    how = GENESYS_TALK_ENDS[leg.transfer]
+    talk_end = segments[-1]
     wrapup = _wrapup_as_of(leg, at)
-    if leg.acw_end is not None and leg.ended_at is not None:
+    acw: dict[str, Any] | None = None
+    if leg.acw_end is not None:
         acw = _genesys_segment("wrapup", leg.ended_at, leg.acw_end if leg.acw_end <= at else None, leg.queue)
         if wrapup is not None:
             acw["wrapUpCode"] = wrapup[0]
         segments.append(acw)
+    ended_acw = acw if acw is not None and "segmentEnd" in acw else None
+    if ended_acw is not None:
+        ended_acw["disconnectType"] = how
+    if ended_acw is None or not conv.disconnect_on_final_segment:
+        talk_end["disconnectType"] = how
     participant: dict[str, Any] = {
         "participantId": f"{leg.leg_id}-agent",
         "purpose": "agent",
@@ -350,8 +389,48 @@ def _genesys_agent(conv: SimConversation, leg: SimLeg, media: str, at: datetime)
     return participant
 
 
-def _genesys_segment(kind: str, start: datetime, end: datetime | None, queue: str) -> dict[str, Any]:
-    segment: dict[str, Any] = {"segmentType": kind, "queueId": queue, "segmentStart": _genesys_time(start)}
+def _genesys_missed(leg: SimLeg, index: int, media: str) -> dict[str, Any]:
+    """An agent alerted for the queue visit who did not respond: a participant with one alert."""
+    alert = leg.missed[index]
+    segment = _genesys_segment("alert", alert.start, alert.end, leg.queue)
+    segment["disconnectType"] = "peer" if alert.end == leg.left_at else "client"  # the caller hung up
+    return {
+        "participantId": f"{leg.leg_id}-missed-{index}",
+        "purpose": "agent",
+        "userId": alert.agent,
+        "participantName": alert.agent,
+        "sessions": [
+            {"sessionId": f"{leg.leg_id}-missed-{index}-0", "mediaType": media, "segments": [segment]}
+        ],
+    }
+
+
+def _genesys_user(leg: SimLeg, index: int, media: str) -> dict[str, Any]:
+    """An internal user the agent consulted while the customer held: rung, talked, hung up."""
+    consult = leg.consults[index]
+    answered = min(consult.start + timedelta(seconds=2), consult.end)
+    talk = _genesys_segment("interact", answered, consult.end, None)
+    talk["disconnectType"] = "peer"
+    return {
+        "participantId": f"{leg.leg_id}-consult-{index}",
+        "purpose": "user",
+        "userId": consult.user,
+        "participantName": consult.user,
+        "sessions": [
+            {
+                "sessionId": f"{leg.leg_id}-consult-{index}-0",
+                "mediaType": media,
+                "direction": "outbound",
+                "segments": [_genesys_segment("alert", consult.start, answered, None), talk],
+            }
+        ],
+    }
+
+
+def _genesys_segment(kind: str, start: datetime, end: datetime | None, queue: str | None) -> dict[str, Any]:
+    segment: dict[str, Any] = {"segmentType": kind, "segmentStart": _genesys_time(start)}
+    if queue is not None:
+        segment["queueId"] = queue
     if end is not None:
         segment["segmentEnd"] = _genesys_time(end)
     return segment
@@ -379,15 +458,22 @@ def _connect_contact_id(conv: SimConversation, index: int) -> str:
 
 
 def _connect_disconnect(conv: SimConversation, index: int) -> datetime:
+    """When the contact ended: at an internal transfer, else when the customer hung up (after an
+    external transfer, when the call with the outside party ended)."""
     leg = conv.legs[index]
-    if leg.transfer is not None and leg.ended_at is not None:
+    if leg.transfer in ("blind", "consult") and leg.ended_at is not None:
         return leg.ended_at
     if index == len(conv.legs) - 1:
         return conv.ended_at
     return leg.ended_at or leg.left_at
 
 
-def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: datetime) -> dict[str, Any]:
+def connect_contacts(conv: SimConversation) -> list[ConnectContact]:
+    """The conversation's Connect contacts: one per leg, or one when it never reached a queue."""
+    return [_connect_contact(conv, index) for index in range(max(1, len(conv.legs)))]
+
+
+def _connect_contact(conv: SimConversation, index: int) -> ConnectContact:
     channel, subtype = CONNECT_CHANNEL[conv.channel]
     if index > 0:
         method = "TRANSFER"
@@ -400,68 +486,139 @@ def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: d
     else:
         method = "INBOUND"
     initiated = conv.started_at
-    if index > 0 and leg is not None:
-        initiated = conv.legs[index - 1].ended_at or leg.entered_at
-    disconnected = _connect_disconnect(conv, index) if leg is not None else conv.ended_at
+    if index > 0:
+        initiated = conv.legs[index - 1].ended_at or conv.legs[index].entered_at
+    disconnected = _connect_disconnect(conv, index) if conv.legs else conv.ended_at
+    contact_id = _connect_contact_id(conv, index)
+    return ConnectContact(contact_id, channel, subtype, method, initiated, disconnected)
+
+
+def _connect_record(conv: SimConversation, leg: SimLeg | None, index: int, at: datetime) -> dict[str, Any]:
+    """The contact record with Connect's full field set (fields that do not apply are null); a
+    sparse one leaves those out, and the purely informational ones too (older format versions)."""
+    contact = _connect_contact(conv, index)
+    channel, initiated, disconnected = contact.channel, contact.initiated, contact.disconnected
+    following = leg is not None and leg.transfer in ("blind", "consult") and index + 1 < len(conv.legs)
     record: dict[str, Any] = {
         "AWSAccountId": CONNECT_ACCOUNT,
         "AWSContactTraceRecordFormatVersion": "2017-03-10",
-        "InstanceARN": CONNECT_INSTANCE_ARN,
-        "ContactId": _connect_contact_id(conv, index),
-        "InitialContactId": conv.conversation_id if index > 0 else None,
-        "PreviousContactId": _connect_contact_id(conv, index - 1) if index > 0 else None,
-        "NextContactId": _connect_contact_id(conv, index + 1) if index + 1 < len(conv.legs) else None,
-        "Channel": channel,
-        "InitiationMethod": method,
-        "InitiationTimestamp": _plain_time(initiated),
-        "DisconnectTimestamp": _plain_time(disconnected),
-        "DisconnectReason": _connect_disconnect_reason(conv, leg),
-        "LastUpdateTimestamp": _plain_time(at),
-        "SegmentAttributes": {"connect:Subtype": {"ValueString": subtype}},
-        "Tags": {"tenant": conv.tenant},
-        "Attributes": _connect_attributes(conv, leg, index, at),
-        "Queue": None,
         "Agent": None,
+        "AgentConnectionAttempts": 0,
+        "AnsweringMachineDetectionStatus": None,
+        "Attributes": _connect_attributes(conv, leg, index, at),
+        "Campaign": {"CampaignId": None},
+        "Channel": channel,
+        "ConnectedToSystemTimestamp": _plain_time(initiated),
+        "ContactDetails": {},
+        "ContactId": contact.contact_id,
+        "CustomerEndpoint": _connect_endpoint(conv),
+        "DisconnectReason": _connect_disconnect_reason(conv, leg),
+        "DisconnectTimestamp": _plain_time(disconnected),
+        "InitialContactId": conv.conversation_id if index > 0 else None,
+        "InitiationMethod": contact.method,
+        "InitiationTimestamp": _plain_time(initiated),
+        "InstanceARN": CONNECT_INSTANCE_ARN,
+        "LastUpdateTimestamp": _plain_time(at),
+        "MediaStreams": [{"Type": "AUDIO" if channel == "VOICE" else channel}],
+        "NextContactId": _connect_contact_id(conv, index + 1) if following else None,
+        "PreviousContactId": _connect_contact_id(conv, index - 1) if index > 0 else None,
+        "Queue": None,
+        "Recording": None,
+        "Recordings": None,
+        "References": [],
+        "ScheduledTimestamp": None,
+        "SegmentAttributes": {"connect:Subtype": {"ValueString": contact.subtype}},
+        "SystemEndpoint": {"Type": "TELEPHONE_NUMBER", "Address": SYSTEM_NUMBER}
+        if channel == "VOICE"
+        else None,
+        "Tags": {"tenant": conv.tenant},
         "TransferCompletedTimestamp": None,
         "TransferredToEndpoint": None,
+        "VoiceIdResult": None,
     }
-    endpoint = _connect_endpoint(conv)
-    if endpoint is not None:
-        record["CustomerEndpoint"] = endpoint
-    if leg is None:
-        return record
+    if leg is not None:
+        _connect_leg(record, leg)
+    return _sparse_connect(record) if conv.sparse else record
+
+
+def _connect_leg(record: dict[str, Any], leg: SimLeg) -> None:
     record["Queue"] = {
         "ARN": f"{CONNECT_INSTANCE_ARN}/queue/{leg.queue}",
-        "Name": leg.queue,
-        "EnqueueTimestamp": _plain_time(leg.entered_at),
         "DequeueTimestamp": _plain_time(leg.left_at),
         "Duration": _seconds(leg.entered_at, leg.left_at),
+        "EnqueueTimestamp": _plain_time(leg.entered_at),
+        "Name": leg.queue,
     }
+    record["AgentConnectionAttempts"] = len(leg.missed) + int(leg.outcome == "answered")
     if leg.outcome == "answered" and leg.ended_at is not None:
         hold_ms = _hold_ms(leg)
-        agent: dict[str, Any] = {
+        acw = leg.acw_end is not None
+        record["Agent"] = {
             "ARN": f"{CONNECT_INSTANCE_ARN}/agent/{leg.agent}",
-            "Username": leg.agent,
-            "ConnectedToAgentTimestamp": _plain_time(leg.left_at),
+            "AfterContactWorkDuration": _seconds(leg.ended_at, leg.acw_end) if leg.acw_end else None,
+            "AfterContactWorkEndTimestamp": _plain_time(leg.acw_end) if leg.acw_end else None,
+            "AfterContactWorkStartTimestamp": _plain_time(leg.ended_at) if acw else None,
             "AgentInteractionDuration": _seconds(leg.left_at, leg.ended_at) - hold_ms // 1000,
+            "ConnectedToAgentTimestamp": _plain_time(leg.left_at),
             "CustomerHoldDuration": hold_ms // 1000,
-            "NumberOfHolds": len(leg.holds),
+            "HierarchyGroups": None,
             "LongestHoldDuration": max((_seconds(h.start, h.end) for h in leg.holds), default=0),
+            "NumberOfHolds": len(leg.holds),
+            "RoutingProfile": {"ARN": f"{CONNECT_INSTANCE_ARN}/routing-profile/default", "Name": "Default"},
+            "Username": leg.agent,
         }
-        if leg.acw_end is not None:
-            agent["AfterContactWorkStartTimestamp"] = _plain_time(leg.ended_at)
-            agent["AfterContactWorkEndTimestamp"] = _plain_time(leg.acw_end)
-            agent["AfterContactWorkDuration"] = _seconds(leg.ended_at, leg.acw_end)
-        record["Agent"] = agent
     if leg.transfer is not None and leg.ended_at is not None:
         record["TransferCompletedTimestamp"] = _plain_time(leg.ended_at)
-    return record
+    if leg.transfer == "external":
+        record["TransferredToEndpoint"] = {"Type": "TELEPHONE_NUMBER", "Address": EXTERNAL_NUMBER}
+
+
+CONNECT_INFORMATIONAL = frozenset(
+    {
+        "AgentConnectionAttempts",
+        "AnsweringMachineDetectionStatus",
+        "Campaign",
+        "ConnectedToSystemTimestamp",
+        "ContactDetails",
+        "MediaStreams",
+        "Recording",
+        "Recordings",
+        "References",
+        "ScheduledTimestamp",
+        "SystemEndpoint",
+        "VoiceIdResult",
+        "AgentInteractionDuration",
+        "AfterContactWorkDuration",
+        "HierarchyGroups",
+        "LongestHoldDuration",
+        "RoutingProfile",
+        "Duration",
+        "Name",
+        "Username",
+    }
+)
+
+
+def _sparse_connect(record: dict[str, Any]) -> dict[str, Any]:
+    """Only what carries a fact: fields that do not apply and informational ones left out
+    (queue and agent are then known by their ARNs, hold figures default to none)."""
+    sparse: dict[str, Any] = {}
+    for key, value in record.items():
+        if value is None or key in CONNECT_INFORMATIONAL:
+            continue
+        if key in ("Agent", "Queue"):
+            value = {k: v for k, v in value.items() if v is not None and k not in CONNECT_INFORMATIONAL}
+            if key == "Agent" and not value.get("NumberOfHolds"):
+                value.pop("NumberOfHolds", None)
+                value.pop("CustomerHoldDuration", None)
+        sparse[key] = value
+    return sparse
 
 
 def _connect_disconnect_reason(conv: SimConversation, leg: SimLeg | None) -> str:
     if leg is None:
         return "CONTACT_FLOW_DISCONNECT" if conv.ivr_outcome == "contained" else "CUSTOMER_DISCONNECT"
-    return "AGENT_DISCONNECT" if leg.transfer is not None else "CUSTOMER_DISCONNECT"
+    return "AGENT_DISCONNECT" if leg.transfer in ("blind", "consult") else "CUSTOMER_DISCONNECT"
 
 
 def _connect_endpoint(conv: SimConversation) -> dict[str, str] | None:
@@ -485,7 +642,7 @@ def _connect_attributes(
         "ivrSteps": "|".join(f"{node}@{_plain_time(moment)}" for node, moment in conv.ivr_steps) or None,
     }
     if leg is not None:
-        if leg.transfer is not None:
+        if leg.transfer in ("blind", "consult"):
             values["transferType"] = leg.transfer
             if index + 1 < len(conv.legs):
                 values["transferQueue"] = conv.legs[index + 1].queue

@@ -5,6 +5,18 @@ literal way it can, from ``SimConversation`` objects rather than events, so that
 the flow's output with it catch bugs in ``stitchboard.stitching`` and ``stitchboard.metrics``. It
 must never import either. Interval boundaries come from ``stitchboard.intervals``.
 
+Queue figures (offered, answered, answered_in_sl, answer_wait_ms, abandon figures,
+transferred_out) count only legs offered to a queue. A leg with queue ``""`` was dialled straight
+to an agent: it adds only handling figures (handled, talk, hold, ACW, handle, QA) under queue
+``""``; its conversation is still a contact, answered (and transferred) when its agent answered.
+
+What vendors report besides (module docstring of ``stitchboard.synthetic.generator``) moves no
+figure, by these rules: a leg is answered when its answering agent's talk starts, however far the
+queue's own end drifts from it; an agent alerted who never answered and an internal user consulted
+on hold are neither legs nor agents of the conversation; a hold open when the call ends counts
+up to the end; an external transfer is a transfer out of its leg, and the conversation ends when
+the customer's call with the outside party does.
+
 "As of" a cut-off: wrap-up codes (initial and changed), QA scores and ticket reopens count only
 when their own time is at or before the cut-off; everything else about a conversation counts
 in full. That is the state a flow should converge to once it has seen every record up to the
@@ -174,6 +186,11 @@ def _acw_ms(leg: SimLeg) -> int:
     return _ms(leg.acw_end, leg.ended_at) if leg.acw_end is not None else 0
 
 
+def _queued(conv: SimConversation) -> list[SimLeg]:
+    """The legs offered to a queue (a leg with queue "" went straight to an agent)."""
+    return [leg for leg in conv.legs if leg.queue]
+
+
 def _handling_end(leg: SimLeg) -> datetime:
     end = leg.acw_end or leg.ended_at
     assert end is not None
@@ -212,23 +229,24 @@ def conversation_truth(
     talk = sum(_talk_ms(leg) for leg in answered)
     hold = sum(_hold_ms(leg) for leg in answered)
     acw = sum(_acw_ms(leg) for leg in answered)
-    queues = tuple(dict.fromkeys(leg.queue for leg in conv.legs))
+    queued = _queued(conv)
+    queues = tuple(dict.fromkeys(leg.queue for leg in queued))
     return ConversationTruth(
         tenant=conv.tenant,
         conversation_id=conv.conversation_id,
         channel=conv.channel.value,
         started_at=conv.started_at,
         ended_at=conv.ended_at,
-        first_queue=conv.legs[0].queue if conv.legs else "",
-        last_queue=conv.legs[-1].queue if conv.legs else "",
+        first_queue=queued[0].queue if queued else "",
+        last_queue=queued[-1].queue if queued else "",
         queues=queues,
         agents=tuple(dict.fromkeys(leg.agent for leg in answered if leg.agent is not None)),
         legs=len(conv.legs),
         answered=bool(answered),
-        abandoned=bool(conv.legs) and conv.legs[-1].outcome == "abandoned",
+        abandoned=bool(queued) and queued[-1].outcome == "abandoned",
         transfers=sum(1 for leg in conv.legs if leg.transfer is not None),
         ivr_outcome=conv.ivr_outcome or "",
-        wait_ms=sum(_ms(leg.left_at, leg.entered_at) for leg in conv.legs),
+        wait_ms=sum(_ms(leg.left_at, leg.entered_at) for leg in queued),
         talk_ms=talk,
         hold_ms=hold,
         holds=sum(len(leg.holds) for leg in answered),
@@ -257,19 +275,22 @@ def contributions_of(
     for leg in conv.legs:
         queue, sl_ms = leg.queue, tenant.service_level_ms(leg.queue)
         wait = _ms(leg.left_at, leg.entered_at)
-        add(queue, "offered", leg.entered_at, 1)
+        if queue:  # a leg dialled straight to an agent was never offered: handling figures only
+            add(queue, "offered", leg.entered_at, 1)
         if leg.outcome == "abandoned":
+            assert queue, "only a leg offered to a queue can be abandoned"
             add(queue, "abandoned", leg.left_at, 1)
             add(queue, "abandoned_short", leg.left_at, int(wait < tenant.short_abandon_ms()))
             add(queue, "abandoned_in_sl", leg.left_at, int(wait <= sl_ms))
             add(queue, "abandon_wait_ms", leg.left_at, wait)
             continue
-        add(queue, "answered", leg.left_at, 1)
-        add(queue, "answered_in_sl", leg.left_at, int(wait <= sl_ms))
-        add(queue, "answer_wait_ms", leg.left_at, wait)
         assert leg.ended_at is not None
-        if leg.transfer is not None:
-            add(queue, "transferred_out", leg.ended_at, 1)
+        if queue:
+            add(queue, "answered", leg.left_at, 1)
+            add(queue, "answered_in_sl", leg.left_at, int(wait <= sl_ms))
+            add(queue, "answer_wait_ms", leg.left_at, wait)
+            if leg.transfer is not None:
+                add(queue, "transferred_out", leg.ended_at, 1)
         end = _handling_end(leg)
         talk, hold, acw = _talk_ms(leg), _hold_ms(leg), _acw_ms(leg)
         add(queue, "handled", end, 1)
@@ -283,13 +304,14 @@ def contributions_of(
             add(queue, "qa_scored", end, 1)
             add(queue, "qa_score_sum", end, score)
 
-    first_queue = conv.legs[0].queue if conv.legs else ""
+    queued = _queued(conv)
+    first_queue = queued[0].queue if queued else ""
     add(first_queue, "contacts", conv.started_at, 1)
     answered = [leg for leg in conv.legs if leg.outcome == "answered"]
-    if answered:
+    if answered:  # a direct call answered by an agent is an answered contact too
         add(first_queue, "contacts_answered", answered[0].left_at, 1)
-    if conv.legs and conv.legs[-1].outcome == "abandoned":
-        add(first_queue, "contacts_abandoned", conv.legs[-1].left_at, 1)
+    if queued and queued[-1].outcome == "abandoned":
+        add(first_queue, "contacts_abandoned", queued[-1].left_at, 1)
     transferred = [leg for leg in conv.legs if leg.transfer is not None]
     if transferred:
         assert transferred[0].ended_at is not None

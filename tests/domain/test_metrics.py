@@ -138,6 +138,83 @@ def test_service_level_threshold_per_queue() -> None:
     assert figures(contributions(conversation, TENANT))[("vip", "answered_in_sl", 15)] == 1
 
 
+def direct_call() -> list[CanonicalEvent]:
+    """Dialled straight to an agent (no queue): answered 5, hold 60-90, disconnect 200, ACW to 230."""
+    return [
+        event(E.ARRIVED, 0, conversation="d"),
+        event(E.ANSWERED, 5, conversation="d", leg="d1", agent="ann"),
+        event(E.HOLD, 60, conversation="d", leg="d1"),
+        event(E.RESUME, 90, conversation="d", leg="d1"),
+        event(E.DISCONNECTED, 200, conversation="d"),
+        event(E.ACW_START, 200, conversation="d", leg="d1"),
+        event(E.ACW_END, 230, conversation="d", leg="d1"),
+        event(E.WRAPUP_SET, 240, conversation="d", leg="d1", code="resolved"),
+        event(E.QA_SCORE_SET, 3600, conversation="d", leg="d1", score=80),
+    ]
+
+
+def test_an_unqueued_agent_leg_contributes_only_handling_figures() -> None:
+    """#11 class 8: a leg never offered to a queue is neither offered nor answered (no SL, no ASA);
+    its handling lands in queue "", and the conversation is still an answered contact."""
+    conversation = stitched(direct_call())
+    assert figures(contributions(conversation, TENANT)) == {
+        ("", "contacts", 0): 1,
+        ("", "contacts_answered", 5): 1,
+        ("", "contacts_resolved", 200): 1,
+        ("", "handled", 230): 1,
+        ("", "talk_ms", 230): 165_000,  # 200 - 5 s, less 30 s hold
+        ("", "hold_ms", 230): 30_000,
+        ("", "holds", 230): 1,
+        ("", "acw_ms", 230): 30_000,
+        ("", "handle_ms", 230): 225_000,
+        ("", "qa_scored", 230): 1,
+        ("", "qa_score_sum", 230): 80,
+    }
+
+
+def test_a_direct_call_leaves_tenant_service_level_and_asa_alone() -> None:
+    """Tenant roll-up (what ``summary`` sums) of one direct call and one call answered after 30 s."""
+    queued = [
+        event(E.QUEUED, 0, conversation="q", leg="q1", queue="sales"),
+        event(E.ANSWERED, 30, conversation="q", leg="q1", queue="sales", agent="bob"),
+        event(E.DISCONNECTED, 100, conversation="q"),
+    ]
+    rolled: dict[str, int] = {}
+    for conversation in (stitched(direct_call()), stitched(queued)):
+        for key, value in contributions(conversation, TENANT).items():
+            rolled[key.metric] = rolled.get(key.metric, 0) + value
+    assert (rolled["offered"], rolled["answered"], rolled.get("answered_in_sl", 0)) == (1, 1, 0)
+    assert rolled["answer_wait_ms"] // rolled["answered"] == 30_000  # ASA
+    assert (rolled["contacts"], rolled["contacts_answered"], rolled["handled"]) == (2, 2, 2)
+
+
+def test_a_direct_call_transferred_to_a_queue_is_offered_there_only() -> None:
+    conversation = stitched(
+        [
+            event(E.ANSWERED, 5, leg="d1", agent="ann"),
+            event(E.TRANSFER_BLIND, 100, leg="d1", target_queue="sales"),
+            event(E.QUEUED, 100, leg="l2", queue="sales"),
+            event(E.ANSWERED, 110, leg="l2", queue="sales", agent="bob"),
+            event(E.DISCONNECTED, 300),
+        ]
+    )
+    assert figures(contributions(conversation, TENANT)) == {
+        ("", "handled", 100): 1,
+        ("", "talk_ms", 100): 95_000,
+        ("", "handle_ms", 100): 95_000,
+        ("sales", "contacts", 5): 1,
+        ("sales", "contacts_answered", 5): 1,
+        ("sales", "contacts_transferred", 100): 1,
+        ("sales", "offered", 100): 1,
+        ("sales", "answered", 110): 1,
+        ("sales", "answered_in_sl", 110): 1,
+        ("sales", "answer_wait_ms", 110): 10_000,
+        ("sales", "handled", 300): 1,
+        ("sales", "talk_ms", 300): 190_000,
+        ("sales", "handle_ms", 300): 190_000,
+    }
+
+
 def transfer_blind() -> list[CanonicalEvent]:
     return [
         event(E.ARRIVED, 0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -12,14 +13,16 @@ import pytest
 
 from stitchboard.events import Channel
 from stitchboard.synthetic.generator import (
+    NO_VARIATIONS,
     QUEUES,
     Day,
+    Variations,
     default_shapes,
     generate_day,
     identity_hash,
     primary_shape,
 )
-from stitchboard.synthetic.scenario import SimConversation
+from stitchboard.synthetic.scenario import SimConversation, SimLeg
 
 ZONE = ZoneInfo("Europe/London")
 DAY = date(2026, 3, 30)
@@ -132,7 +135,10 @@ def test_times_are_whole_utc_seconds_and_legs_are_consistent(full_day: Day) -> N
                 assert leg.agent is None and leg.ended_at is None and leg.wrapup_code is None
                 continue
             assert leg.agent is not None and leg.ended_at is not None and leg.wrapup_set_at is not None
-            assert all(leg.left_at < h.start < h.end < leg.ended_at for h in leg.holds)
+            assert all(
+                leg.left_at < h.start < h.end <= leg.ended_at for h in leg.holds
+            )  # a call may end on hold
+            assert all(a.end <= b.start for a, b in pairwise(leg.holds))
             assert timedelta(0) <= leg.wrapup_set_at - leg.ended_at <= timedelta(minutes=5)
             if leg.wrapup_changed_at is not None:
                 gap = leg.wrapup_changed_at - leg.wrapup_set_at
@@ -212,3 +218,94 @@ def test_a_fall_back_day_has_twenty_five_local_hours() -> None:
     start = datetime(2026, 10, 25, tzinfo=ZONE).astimezone(UTC)
     assert all(start <= c.started_at < start + timedelta(hours=25) for c in day.conversations)
     assert any(c.started_at >= start + timedelta(hours=24) for c in day.conversations)
+
+
+EVERY_VARIATION = Variations(streamed=0.30)  # the defaults, with more streaming to measure it
+
+
+def test_every_variation_is_on_by_default() -> None:
+    assert all(share > 0 for share in asdict(Variations()).values())
+    assert not any(asdict(NO_VARIATIONS).values())
+
+
+@pytest.fixture(scope="module")
+def varied_days() -> dict[str, Day]:
+    """A Genesys tenant and a Connect tenant with every variation on at realistic shares."""
+    tenants = {"acme": "genesys", "globex": "connect"}
+    assert {name: primary_shape(name) for name in tenants} == tenants
+    return {name: generate_day(name, DAY, ZONE, seed=11, variations=EVERY_VARIATION) for name in tenants}
+
+
+def _answered(day: Day) -> list[SimLeg]:
+    return [leg for c in day.conversations for leg in c.legs if leg.outcome == "answered"]
+
+
+def test_variations_appear_at_realistic_shares(varied_days: dict[str, Day]) -> None:
+    genesys, connect = varied_days["acme"], varied_days["globex"]
+    legs = _answered(genesys)
+    share = {
+        "alerted": sum(leg.alerted_at is not None for leg in legs) / len(legs),
+        "drifted": sum(leg.boundary_gap_ms != 0 for leg in legs) / len(legs),
+        "missed": sum(bool(leg.missed) for leg in legs) / len(legs),
+    }
+    assert 0.8 <= share["alerted"] <= 0.9 and 0.85 <= share["drifted"] <= 0.95
+    assert 0.01 <= share["missed"] <= 0.06  # only where the queue wait leaves room for a missed alert
+    abandoned = [leg for c in genesys.conversations for leg in c.legs if leg.outcome == "abandoned"]
+    assert 0.02 <= sum(bool(leg.missed) for leg in abandoned) / len(abandoned) <= 0.12
+    held = [leg for leg in legs if leg.holds]
+    trailing = sum(leg.holds[-1].end == leg.ended_at for leg in held) / len(held)
+    consulted = sum(bool(leg.consults) for leg in held) / len(held)
+    assert 0.05 <= trailing <= 0.16 and 0.05 <= consulted <= 0.2
+    platform = [c for c in genesys.conversations if c.shape == "genesys"]
+    assert 0.07 <= sum(c.sparse for c in platform) / len(platform) <= 0.13
+    assert 0.45 <= sum(c.disconnect_on_final_segment for c in platform) / len(platform) <= 0.55
+    streamed = [c for c in platform if c.streamed]
+    assert 0.25 <= len(streamed) / len(platform) <= 0.35
+    assert 0.15 <= sum(c.streamed == "around" for c in streamed) / len(streamed) <= 0.35
+    assert not any(c.sparse or c.streamed for c in genesys.conversations if c.shape == "webhook")
+    voice = [leg for c in connect.conversations if c.channel is Channel.VOICE for leg in c.legs]
+    transfers = Counter(leg.transfer for leg in voice if leg.transfer is not None)
+    assert 0.1 <= transfers["external"] / sum(transfers.values()) <= 0.3
+    assert "external" not in {leg.transfer for leg in legs}  # only Connect reports external transfers here
+
+
+def test_variations_are_consistent_facts(varied_days: dict[str, Day]) -> None:
+    for day in varied_days.values():
+        for conv in day.conversations:
+            for leg in conv.legs:
+                if leg.alerted_at is not None:
+                    assert leg.entered_at <= leg.alerted_at < leg.left_at
+                assert abs(leg.boundary_gap_ms) < 1000
+                offered_until = leg.alerted_at or leg.left_at
+                for missed in leg.missed:
+                    assert missed.agent != leg.agent and leg.entered_at <= missed.start < missed.end
+                    if leg.outcome == "abandoned":  # rang until the customer hung up
+                        assert missed.end == leg.left_at
+                    else:
+                        assert missed.end < offered_until
+                for consult in leg.consults:
+                    assert any(h.start < consult.start < consult.end < h.end for h in leg.holds)
+                if leg.transfer == "external":
+                    assert conv.shape == "connect" and conv.channel is Channel.VOICE and leg is conv.legs[-1]
+                    assert leg.ended_at is not None and conv.ended_at > leg.ended_at
+
+
+def test_a_variation_never_reshuffles_the_day() -> None:
+    """Without external transfers (which end a conversation early) every variation is drawn apart."""
+    no_external = Variations(**{**asdict(EVERY_VARIATION), "external_transfers": 0.0})
+
+    def skeleton(variations: Variations) -> list[tuple[str, list[tuple[datetime, datetime, str | None]]]]:
+        day = generate_day("globex", DAY, ZONE, seed=3, scale=0.3, variations=variations)
+        return [
+            (c.conversation_id, [(g.entered_at, g.left_at, g.agent) for g in c.legs])
+            for c in day.conversations
+        ]
+
+    assert skeleton(no_external) == skeleton(NO_VARIATIONS)
+    plain = generate_day("acme", DAY, ZONE, seed=3, scale=0.3, variations=NO_VARIATIONS)
+    assert not any(
+        leg.alerted_at or leg.boundary_gap_ms or leg.missed or leg.consults or leg.transfer == "external"
+        for c in plain.conversations
+        for leg in c.legs
+    )
+    assert not any(c.sparse or c.disconnect_on_final_segment or c.streamed for c in plain.conversations)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,8 +13,21 @@ import pytest
 from stitchboard.adapters import normalise
 from stitchboard.deadletters import DeadLetter
 from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction, EventType
+from stitchboard.metrics import contribution_values
+from stitchboard.settings import TenantSettings
+from stitchboard.stitching import Conversation, stitch_group
 from stitchboard.synthetic.render import render_agent_state, render_conversation
-from stitchboard.synthetic.scenario import Shape, SimAgentState, SimConversation, SimHold, SimLeg
+from stitchboard.synthetic.scenario import (
+    Shape,
+    SimAgentState,
+    SimAlert,
+    SimConsult,
+    SimConversation,
+    SimHold,
+    SimLeg,
+    StreamTiming,
+)
+from stitchboard.synthetic.streams import streamable
 
 T0 = datetime(2026, 3, 29, 8, 0, 0, tzinfo=UTC)
 SHAPES: tuple[Shape, ...] = ("genesys", "connect", "webhook")
@@ -140,6 +154,75 @@ def outbound_callback(shape: Shape) -> SimConversation:
     )
 
 
+def voice_external_transfer(shape: Shape) -> SimConversation:
+    """Answered, held, then sent to a number outside the platform; the customer talks on there."""
+    leg = SimLeg("leg-x", "billing", at(10), "answered", at(25), agent="fay")
+    leg.holds = [SimHold(at(100), at(160))]
+    leg.transfer, leg.ended_at, leg.acw_end = "external", at(170), at(200)
+    leg.wrapup_code, leg.wrapup_set_at = "info_given", at(190)
+    return SimConversation(
+        tenant="acme",
+        conversation_id="conv-external",
+        shape=shape,
+        channel=Channel.VOICE,
+        direction=Direction.INBOUND,
+        started_at=at(0),
+        ended_at=at(900),
+        customer=CustomerIds(phone_hash="ph-8"),
+        intent="billing",
+        legs=[leg],
+    )
+
+
+def voice_as_vendors_send_it(shape: Shape) -> SimConversation:
+    """What real records carry besides the facts: an agent alerted who did not respond, the answering
+    agent's alert, milliseconds between the queue's end and the answer (either way), a consult with
+    an internal user while the customer holds, and a call that ends on hold."""
+    first = SimLeg("leg-1", "billing", at(40), "answered", at(70), agent="ann")
+    first.alerted_at, first.boundary_gap_ms = at(62), -43
+    first.missed = [SimAlert("zed", at(45), at(53))]
+    first.holds = [SimHold(at(100), at(160))]
+    first.consults = [SimConsult("expert-001", at(103), at(157))]
+    first.transfer, first.ended_at, first.acw_end = "consult", at(200), at(230)
+    first.wrapup_code, first.wrapup_set_at = "transferred", at(231)
+    second = SimLeg("leg-2", "tech", at(200), "answered", at(215), agent="bob")
+    second.alerted_at, second.boundary_gap_ms = at(211), 350
+    second.holds = [SimHold(at(300), at(420))]
+    second.ended_at, second.acw_end = at(420), at(480)
+    second.wrapup_code, second.wrapup_set_at = "resolved", at(470)
+    return SimConversation(
+        tenant="acme",
+        conversation_id="conv-vendor",
+        shape=shape,
+        channel=Channel.VOICE,
+        direction=Direction.INBOUND,
+        started_at=at(0),
+        ended_at=at(420),
+        customer=CustomerIds(phone_hash="ph-4"),
+        intent="billing",
+        ivr_steps=[("welcome", at(0))],
+        ivr_outcome="queued",
+        legs=[first, second],
+    )
+
+
+def chat_abandoned_while_alerting(shape: Shape) -> SimConversation:
+    leg = SimLeg("leg-w", "support", at(0), "abandoned", at(30))
+    leg.missed = [SimAlert("zed", at(21), at(30))]
+    return SimConversation(
+        tenant="acme",
+        conversation_id="conv-ringing",
+        shape=shape,
+        channel=Channel.CHAT,
+        direction=Direction.INBOUND,
+        started_at=at(0),
+        ended_at=at(30),
+        customer=CustomerIds(cookie_hash="ck-2"),
+        intent=None,
+        legs=[leg],
+    )
+
+
 SCENARIOS = [
     voice_transfers,
     chat_abandoned_short,
@@ -147,6 +230,8 @@ SCENARIOS = [
     ivr_contained,
     bot_abandoned,
     outbound_callback,
+    voice_as_vendors_send_it,
+    chat_abandoned_while_alerting,
 ]
 
 
@@ -184,7 +269,12 @@ def expected_facts(conv: SimConversation) -> dict[str, Any]:
                 "agent": leg.agent,
                 "hold_ms": sum(int((h.end - h.start).total_seconds()) * 1000 for h in leg.holds),
                 "holds": len(leg.holds),
-                "transfer": (leg.transfer, leg.ended_at, target) if leg.transfer else None,
+                # an external transfer is the agent's blind transfer, to no queue
+                "transfer": (
+                    (("blind" if leg.transfer == "external" else leg.transfer), leg.ended_at, target)
+                    if leg.transfer
+                    else None
+                ),
                 "talk_end": leg.ended_at,
                 "acw_end": leg.acw_end,
                 "wrapups": wrapups,
@@ -288,6 +378,106 @@ def test_round_trip_recovers_every_fact(shape: Shape, scenario: Any) -> None:
     conv = scenario(shape)
     events = normalise_all(render_conversation(conv))
     assert recovered_facts(events) == expected_facts(conv)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_an_external_transfer_ends_the_conversation_when_the_outside_call_ends(sparse: bool) -> None:
+    conv = voice_external_transfer("connect")
+    conv.sparse = sparse
+    (delivery,) = [raw for _, raw in render_conversation(conv)][:1]
+    record = orjson.loads(delivery)["payload"]
+    assert (record["TransferCompletedTimestamp"], record.get("NextContactId")) == (
+        "2026-03-29T08:02:50Z",
+        None,
+    )
+    events = normalise_all(render_conversation(conv))
+    assert recovered_facts(events) == expected_facts(conv)
+
+
+@pytest.mark.parametrize("shape", ["genesys", "connect"])
+@pytest.mark.parametrize("scenario", [*SCENARIOS, voice_external_transfer], ids=lambda f: f.__name__)
+def test_sparse_records_recover_every_fact(shape: Shape, scenario: Any) -> None:
+    """Records with only the vendor's required fields (older format versions) say the same."""
+    conv = scenario(shape)
+    conv.sparse = True
+    deliveries = render_conversation(conv)
+    events = normalise_all(deliveries)
+    assert recovered_facts(events) == expected_facts(conv)
+    full = render_conversation(scenario(shape))
+    assert all(len(sparse) < len(whole) for (_, sparse), (_, whole) in zip(deliveries, full, strict=True))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
+def test_genesys_disconnect_type_on_the_final_segment_only(scenario: Any) -> None:
+    """Where a Genesys session carries ``disconnectType`` (also on the talk's end, or only on the
+    session's last ended segment) changes nothing, in every re-delivery."""
+    conv = scenario("genesys")
+    conv.disconnect_on_final_segment = True
+    deliveries = render_conversation(conv)
+    assert recovered_facts(normalise_all(deliveries)) == expected_facts(conv)
+    for _, raw in deliveries:
+        for participant in orjson.loads(raw)["payload"]["participants"]:
+            for session in participant["sessions"]:
+                ended = [segment for segment in session["segments"] if "segmentEnd" in segment]
+                assert all("disconnectType" not in segment for segment in ended[:-1])
+
+
+def test_genesys_records_show_what_vendors_send() -> None:
+    record = orjson.loads(render_conversation(voice_as_vendors_send_it("genesys"))[-1][1])["payload"]
+    by_purpose: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for participant in record["participants"]:
+        by_purpose[participant["purpose"]].append(participant)
+    acd_ends = [p["sessions"][0]["segments"][-1]["segmentEnd"] for p in by_purpose["acd"]]
+    assert acd_ends == ["2026-03-29T08:01:09.957Z", "2026-03-29T08:03:35.350Z"]
+    kinds = [[s["segmentType"] for s in p["sessions"][0]["segments"]] for p in by_purpose["agent"]]
+    assert kinds == [
+        ["alert"],
+        ["alert", "interact", "hold", "interact", "wrapup"],
+        ["alert", "interact", "hold", "wrapup"],
+    ]
+    (user,) = by_purpose["user"]
+    assert [s["segmentType"] for s in user["sessions"][0]["segments"]] == ["alert", "interact"]
+
+
+def stitched_figures(deliveries: list[tuple[datetime, bytes]]) -> tuple[Conversation, dict[Any, int]]:
+    """Every delivery through the real stitcher, one group per delivery, in the order given."""
+    state = None
+    for delivered_at, raw in deliveries:
+        events = normalise(raw, "test", delivered_at)
+        assert not isinstance(events, DeadLetter), events
+        if events:
+            outcome = stitch_group(state, events, TenantSettings())
+            assert not outcome.dead_letters
+            state = outcome.state
+    assert state is not None
+    conversation = state.conversation()
+    figures = contribution_values(conversation, TenantSettings())
+    return replace(conversation, version=0), figures  # the version counts applied events
+
+
+@pytest.mark.parametrize("timing", ["before", "around"])
+@pytest.mark.parametrize("shape", ["genesys", "connect"])
+@pytest.mark.parametrize("scenario", [*SCENARIOS, voice_external_transfer], ids=lambda f: f.__name__)
+def test_stream_events_leave_the_record_figures(scenario: Any, shape: Shape, timing: StreamTiming) -> None:
+    """Stream events before (and partly after) the records: the complete records' figures, exactly."""
+    conv = scenario(shape)
+    records = render_conversation(conv)
+    conv.streamed = timing
+    deliveries = render_conversation(conv)
+    if not streamable(conv):
+        assert deliveries == records
+        return
+    stream = [delivery for delivery in deliveries if delivery not in records]
+    assert stream and all(moment.microsecond == 0 for moment, _ in stream)
+    ended = min(moment for moment, _ in records if moment >= conv.ended_at)  # the record with the end
+    last_fact = max([conv.ended_at, *(leg.acw_end for leg in conv.legs if leg.acw_end)])
+    if timing == "around":  # the tail arrives after the record that already carries it
+        assert max(moment for moment, _ in stream) > max(ended, last_fact)
+    else:  # each event within the second it happened
+        assert max(moment for moment, _ in stream) <= last_fact
+    expected, figures = stitched_figures(records)
+    assert stitched_figures(deliveries) == (expected, figures)
+    assert stitched_figures(sorted(deliveries, key=lambda d: d[0], reverse=True))[1] == figures
 
 
 @pytest.mark.parametrize("shape", SHAPES)

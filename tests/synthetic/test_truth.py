@@ -128,6 +128,31 @@ def test_conversation_facts_of_a_transfer() -> None:
     )
 
 
+def test_a_direct_call_adds_handling_figures_only() -> None:
+    """#11 class 8: a leg with queue "" was never offered, so it is neither offered nor answered."""
+    leg = SimLeg(
+        "d1", "", t(10, 0, 5), "answered", t(10, 0, 5), agent="a4",
+        holds=[SimHold(t(10, 1, 0), t(10, 1, 30))], ended_at=t(10, 3, 20), acw_end=t(10, 4, 0),
+        wrapup_code="resolved", wrapup_set_at=t(10, 4, 30),
+    )  # fmt: skip
+    direct = conversation("direct", Channel.VOICE, t(10, 0), t(10, 3, 20), legs=[leg])
+    figures = at(interval_truth([direct], SETTINGS, 15), "", "voice", t(10, 0))
+    assert {m: v for m, v in figures.items() if v} == {
+        "handled": 1,
+        "talk_ms": 165_000,  # 10:00:05 to 10:03:20, less the 30 s hold
+        "hold_ms": 30_000,
+        "holds": 1,
+        "acw_ms": 40_000,
+        "handle_ms": 235_000,
+        "contacts": 1,
+        "contacts_answered": 1,
+        "contacts_resolved": 1,
+    }
+    facts = conversation_truth(direct, SETTINGS)
+    assert (facts.first_queue, facts.queues, facts.legs) == ("", (), 1)
+    assert (facts.answered, facts.wait_ms) == (True, 0)
+
+
 def test_short_and_long_abandons() -> None:
     short = conversation("short", Channel.CHAT, t(9, 0), t(9, 0, 7),
                          legs=[SimLeg("s1", "billing", t(9, 0), "abandoned", t(9, 0, 7))])  # fmt: skip
