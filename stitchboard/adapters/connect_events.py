@@ -82,7 +82,11 @@ def parse(payload: dict[str, Any], tenant: str, received_at: datetime) -> list[C
     if method in NOT_CONTACTS:
         return []
     contact = detail.text("contactId")
-    conversation = detail.text("initialContactId", required=False) or contact
+    conversation = (
+        detail.text("initialContactId", required=False)
+        or detail.text("previousContactId", required=False)
+        or contact
+    )
     tags = detail.obj("tags", required=False)
     if tags is not None:
         check_tenant(tags.text("tenant", required=False), tenant, tags, "tenant")

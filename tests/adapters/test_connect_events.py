@@ -75,6 +75,9 @@ def test_a_transferred_contact_is_a_new_leg_of_the_first_contacts_conversation()
     assert {(e.conversation_id, e.leg_id, e.scope) for e in events} == {(A, B, B)}
     assert [e.event_type for e in events] == [EventType.QUEUED, EventType.ANSWERED]
     assert parse(load(f"{CORPUS}/chain_contact_2_01_initiated.json")) == []  # no second arrival
+    without_initial = load(f"{CORPUS}/chain_contact_2_02_queued.json")
+    del without_initial["detail"]["initialContactId"]  # the previous contact names the conversation then
+    assert {e.conversation_id for e in parse(without_initial)} == {A}
 
 
 def test_abandon_in_queue_and_the_unset_1970_timestamps() -> None:
