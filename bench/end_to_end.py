@@ -17,10 +17,10 @@ from bytewax.testing import run_main
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from bench.common import Result, check_stitched, create_topic, main, say, tansu
-from sinks.clickhouse import connect, init_db
 from stitchboard import adapters
-from stitchboard.runner import make_flow
+from stitchboard.app.runner import make_flow
 from stitchboard.settings import ClickHouseSettings, KafkaSettings
+from stitchboard.sinks.clickhouse import connect, init_db
 from stitchboard.synthetic.dataset import DEMO_TENANTS, build_dataset
 
 DAY = date(2026, 3, 11)

@@ -15,7 +15,7 @@ delays: with 10 s, the early events of about a third of the calls were late for 
 1-minute interval and the flow spent the run restating (over 50,000 restatement rows in 200 s).
 Provisional rows are throttled to one batch per ``provisional_every_seconds``; the sink inserts
 interval rows as soon as they come and other rows at least every ``flush_seconds``
-(``sinks.clickhouse.BackgroundWriter``). The flow runs without recovery (an at-least-once sink);
+(``stitchboard.sinks.clickhouse.BackgroundWriter``). The flow runs without recovery (an at-least-once sink);
 with recovery, rows also wait for their epoch's commit (``snapshot_seconds``).
 
 Two Tansu quirks are worked around here, not in the product (docs/operations.md describes a real
@@ -44,10 +44,10 @@ from confluent_kafka import Producer
 
 from bench import live
 from bench.common import MachineStalls, Result, create_topic, main, percentile, say, tansu
-from sinks.clickhouse import connect, init_db
 from stitchboard import adapters
-from stitchboard.runner import make_flow
+from stitchboard.app.runner import make_flow
 from stitchboard.settings import ClickHouseSettings, KafkaSettings, Settings, TenantSettings, TimingSettings
+from stitchboard.sinks.clickhouse import connect, init_db
 
 EVENTS_PER_SECOND = 2000
 PROBES_PER_SECOND = 10

@@ -26,8 +26,8 @@ from bytewax.testing import run_main
 
 from bench import live
 from bench.common import NullSink, Result, main, rss_bytes, say
-from flows.contact_centre import build_flow
-from flows.sources import RawRecord
+from stitchboard.flows.contact_centre import build_flow
+from stitchboard.flows.sources import RawRecord
 from stitchboard.settings import Settings, TenantSettings, TimingSettings
 
 TARGET_BYTES = 1024

@@ -28,9 +28,9 @@ import yaml
 from clickhouse_connect.driver.client import Client
 
 from bench.common import Result, main, percentile, say
-from sinks.clickhouse import connect, init_db
 from stitchboard import queries
 from stitchboard.metrics import CATALOGUE
+from stitchboard.sinks.clickhouse import connect, init_db
 
 REPO = Path(__file__).resolve().parents[1]
 DB = "stitchboard"

@@ -19,17 +19,17 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.testing import run_main
 
 from bench.common import NullSink, Result, best_of, check_stitched, main, say
-from flows.contact_centre import build_flow
-from flows.sources import RawRecord, ReplayFileSource
-from sinks.clickhouse import connect, init_db
 from stitchboard import adapters
+from stitchboard.app.runner import make_flow
 from stitchboard.events import CanonicalEvent, EventType
 from stitchboard.finalisation import IntervalBook
+from stitchboard.flows.contact_centre import build_flow
+from stitchboard.flows.sources import RawRecord, ReplayFileSource
 from stitchboard.journeys import TenantJourneys
 from stitchboard.metrics import METRIC_NAMES
-from stitchboard.runner import make_flow
 from stitchboard.settings import ClickHouseSettings, Settings
 from stitchboard.shards import deliveries
+from stitchboard.sinks.clickhouse import connect, init_db
 from stitchboard.stitching import ConversationState, GroupOutcome, stitch_group, to_row
 from stitchboard.synthetic.dataset import DEMO_TENANTS, build_dataset, write_dataset
 

@@ -10,7 +10,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from infra.helpers import Kafka, tansu_broker
 
-from sinks.clickhouse import connect, init_db
+from stitchboard.sinks.clickhouse import connect, init_db
 
 
 @pytest.fixture(scope="session")

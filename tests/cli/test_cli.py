@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from stitchboard.cli import main
+from stitchboard.app.cli import main
 
 
 def test_generate_writes_events_and_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

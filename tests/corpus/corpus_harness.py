@@ -22,15 +22,15 @@ import orjson
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import init_db
 from stitchboard import telemetry
 from stitchboard.adapters import ADAPTERS
 from stitchboard.adapters.envelope import parse_time
+from stitchboard.app.runner import make_flow
 from stitchboard.deadletters import AdapterError
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.reconcile import read_figures
-from stitchboard.runner import make_flow
 from stitchboard.settings import INTERVAL_MINUTES, ClickHouseSettings, Settings
+from stitchboard.sinks.clickhouse import init_db
 from stitchboard.synthetic.faults import to_jsonl
 from stitchboard.tables import table
 
@@ -452,7 +452,7 @@ def envelope(case: Case, delivery: Delivery) -> bytes:
 def write_replay(cases: Iterable[Case], path: Path) -> dict[str, Placement]:
     """Write every delivery of every case (manifest order) as a replay file; map origins to deliveries.
 
-    An origin is ``<file name>@<byte offset of the line>``, as ``flows.sources`` names replayed records.
+    An origin is ``<file name>@<byte offset of the line>``, as ``stitchboard.flows.sources`` names replayed records.
     """
     lines: list[bytes] = []
     placements: dict[str, Placement] = {}

@@ -22,10 +22,10 @@ from grafana_sql import (
 )
 from support.rows import conversation_row
 
-from sinks.clickhouse import ClickHouseWriter
 from stitchboard.deadletters import DeadLetter
 from stitchboard.intervals import interval_of
 from stitchboard.rows import ConversationRow, IntervalRow, RestatementRow
+from stitchboard.sinks.clickhouse import ClickHouseWriter
 
 NOW = datetime(2026, 3, 30, 9, 7, tzinfo=UTC)  # a Monday; London is on BST since 29 March
 LONDON = ZoneInfo("Europe/London")

@@ -17,11 +17,11 @@ import pytest
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import init_db
 from stitchboard import telemetry
+from stitchboard.app.runner import make_flow
 from stitchboard.reconcile import compare, read_figures
-from stitchboard.runner import make_flow
 from stitchboard.settings import ClickHouseSettings, Settings
+from stitchboard.sinks.clickhouse import init_db
 from stitchboard.synthetic.dataset import DEMO_TENANTS, Dataset, build_dataset, write_dataset
 from stitchboard.synthetic.truth import interval_truth
 

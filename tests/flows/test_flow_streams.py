@@ -19,10 +19,10 @@ import pytest
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import init_db
+from stitchboard.app.runner import make_flow
 from stitchboard.metrics import METRIC_NAMES
-from stitchboard.runner import make_flow
 from stitchboard.settings import ClickHouseSettings, Settings
+from stitchboard.sinks.clickhouse import init_db
 from stitchboard.synthetic.faults import write_records
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "corpus"

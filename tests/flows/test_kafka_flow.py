@@ -13,14 +13,14 @@ from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 from infra.helpers import Kafka
 
-from flows.contact_centre import build_flow
-from flows.sources import kafka_input
-from sinks.clickhouse import connect, init_db
-from sinks.dataflow import ClickHouseSink, KafkaDeadLetterSink
-from sinks.deadletters import decode
-from sinks.producer import produce_records
+from stitchboard.flows.contact_centre import build_flow
+from stitchboard.flows.sources import kafka_input
 from stitchboard.reconcile import compare, read_figures
 from stitchboard.settings import ClickHouseSettings, KafkaSettings
+from stitchboard.sinks.clickhouse import connect, init_db
+from stitchboard.sinks.clickhouse_sink import ClickHouseSink, KafkaDeadLetterSink
+from stitchboard.sinks.dead_letter_topic import decode
+from stitchboard.sinks.kafka import produce_records
 from stitchboard.synthetic.dataset import DEMO_TENANTS, build_dataset
 from stitchboard.synthetic.truth import interval_truth
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stitchboard.runner import GC_THRESHOLDS, tune_gc
+from stitchboard.app.runner import GC_THRESHOLDS, tune_gc
 
 
 @pytest.fixture

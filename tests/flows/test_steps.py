@@ -5,8 +5,8 @@ from __future__ import annotations
 from bytewax.operators import StatefulLogic
 from support.events import chat_event as event
 
-from flows.steps import IntervalStep, StitchedBatch, StitchStep
 from stitchboard.events import CanonicalEvent, EventType
+from stitchboard.flows.steps import IntervalStep, StitchedBatch, StitchStep
 from stitchboard.rows import IntervalRow
 from stitchboard.settings import Settings, TimingSettings
 from stitchboard.shards import Delivery

@@ -10,10 +10,10 @@ import pytest
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import init_db
+from stitchboard.app.runner import make_flow
 from stitchboard.events import Channel, CustomerIds, Direction
-from stitchboard.runner import make_flow
 from stitchboard.settings import ClickHouseSettings, Settings, TenantSettings
+from stitchboard.sinks.clickhouse import init_db
 from stitchboard.synthetic.faults import write_records
 from stitchboard.synthetic.render import render_conversation
 from stitchboard.synthetic.scenario import Shape, SimConversation, SimLeg

@@ -22,9 +22,9 @@ from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 from prometheus_client import REGISTRY
 
-from sinks.dataflow import ClickHouseSink
-from stitchboard.runner import make_flow
+from stitchboard.app.runner import make_flow
 from stitchboard.settings import ClickHouseSettings, Settings
+from stitchboard.sinks.clickhouse_sink import ClickHouseSink
 from stitchboard.synthetic.faults import write_records
 
 HERE = Path(__file__).parent

@@ -8,10 +8,10 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError, ProgrammingError
 from support.rows import conversation_row
 
-from sinks.clickhouse import BackgroundWriter, ClickHouseWriter, to_row
 from stitchboard.deadletters import DeadLetter
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.rows import ConversationRow, IntervalRow, RestatementRow
+from stitchboard.sinks.clickhouse import BackgroundWriter, ClickHouseWriter, to_row
 
 T0 = datetime(2026, 3, 29, 0, 45, tzinfo=UTC)
 

@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 from infra.helpers import Kafka
 
-from sinks.deadletters import KafkaDeadLetterProducer, decode, encode
 from stitchboard.deadletters import DeadLetter
+from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterProducer, decode, encode
 
 LETTERS = [
     DeadLetter(

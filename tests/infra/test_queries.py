@@ -4,10 +4,10 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import ClickHouseWriter
 from stitchboard import queries
 from stitchboard.deadletters import DeadLetter
 from stitchboard.rows import IntervalRow, RestatementRow
+from stitchboard.sinks.clickhouse import ClickHouseWriter
 
 T0 = datetime(2026, 3, 29, 8, 0, tzinfo=UTC)
 QUARTER = timedelta(minutes=15)

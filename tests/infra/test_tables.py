@@ -5,11 +5,11 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import init_db
 from stitchboard import tables
 from stitchboard.deadletters import DeadLetter
 from stitchboard.metrics import CATALOGUE
 from stitchboard.rows import ConversationRow, IntervalRow, RestatementRow
+from stitchboard.sinks.clickhouse import init_db
 
 REPO = Path(__file__).resolve().parents[2]
 METRICS = [metric.name for metric in CATALOGUE]

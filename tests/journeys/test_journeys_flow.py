@@ -12,7 +12,7 @@ import pytest
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
-from stitchboard.runner import make_flow
+from stitchboard.app.runner import make_flow
 from stitchboard.settings import ClickHouseSettings
 from stitchboard.synthetic.dataset import DEMO_TENANTS, Dataset, build_dataset, write_dataset
 from stitchboard.synthetic.truth import engagement_truth, path_truth

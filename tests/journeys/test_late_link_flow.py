@@ -8,8 +8,8 @@ from pathlib import Path
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
+from stitchboard.app.runner import make_flow
 from stitchboard.events import Channel, CustomerIds, Direction
-from stitchboard.runner import make_flow
 from stitchboard.settings import ClickHouseSettings, Settings, TenantSettings
 from stitchboard.synthetic.faults import write_records
 from stitchboard.synthetic.render import render_conversation

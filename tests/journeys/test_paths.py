@@ -8,11 +8,11 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import init_db
 from stitchboard.events import CanonicalEvent, Channel, EventType
 from stitchboard.paths import FrustrationThresholds, last_self_service_step, opted_out, path_row
 from stitchboard.rows import ConversationRow
 from stitchboard.settings import TenantSettings
+from stitchboard.sinks.clickhouse import init_db
 from stitchboard.stitching import ConversationState, stitch
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -120,7 +120,7 @@ def write_settings(
 
 
 def start_flow(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "stitchboard.cli", "run", "--config", str(config), "--until-eof"]
+    command = [sys.executable, "-m", "stitchboard.app.cli", "run", "--config", str(config), "--until-eof"]
     with log.open("ab") as sink:
         return subprocess.Popen(command, stdout=sink, stderr=sink)
 
@@ -318,7 +318,7 @@ def restatement_violations(client: Any, database: str) -> list[str]:
 
 
 def _read(dsn: str, database: str, out: Path) -> None:
-    from sinks.clickhouse import connect
+    from stitchboard.sinks.clickhouse import connect
 
     client = connect(dsn)
     columns = ", ".join(METRIC_NAMES)

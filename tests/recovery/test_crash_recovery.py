@@ -9,7 +9,7 @@ import pytest
 from infra.helpers import Kafka, free_port
 from recovery.crash_harness import CrashPlan, crash_and_recover, expected_of, problems_of
 
-from sinks.producer import produce_records
+from stitchboard.sinks.kafka import produce_records
 from stitchboard.synthetic.dataset import DEMO_TENANTS, build_dataset
 
 

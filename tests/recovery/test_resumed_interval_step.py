@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flows.steps import IntervalStep
 from stitchboard.contributions import ContributionKey, Delta
+from stitchboard.flows.steps import IntervalStep
 from stitchboard.rows import IntervalRow
 from stitchboard.settings import Settings
 from stitchboard.shards import TenantFeed

@@ -12,10 +12,10 @@ from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 from prometheus_client import REGISTRY
 
-from sinks.dataflow import ClickHouseSink
+from stitchboard.app.runner import make_flow, recovery_config
 from stitchboard.reconcile import compare, read_figures
-from stitchboard.runner import make_flow, recovery_config
 from stitchboard.settings import ClickHouseSettings, Settings
+from stitchboard.sinks.clickhouse_sink import ClickHouseSink
 from stitchboard.synthetic.dataset import DEMO_TENANTS, Dataset, build_dataset
 from stitchboard.synthetic.faults import write_records
 from stitchboard.synthetic.truth import interval_truth

@@ -22,10 +22,10 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 
-from sinks.dataflow import ClickHouseSink
 from stitchboard.deadletters import DeadLetter
 from stitchboard.rows import IntervalRow
 from stitchboard.settings import ClickHouseSettings
+from stitchboard.sinks.clickhouse_sink import ClickHouseSink
 from stitchboard.tables import columns
 
 ITEMS_PER_PART = 120

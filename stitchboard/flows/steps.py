@@ -13,12 +13,12 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows.sources import RawRecord
 from stitchboard import adapters, telemetry
 from stitchboard.contributions import Delta
 from stitchboard.deadletters import DeadLetter
 from stitchboard.events import CanonicalEvent, EventType
 from stitchboard.finalisation import Flushed, IntervalBook
+from stitchboard.flows.sources import RawRecord
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.ordering import ArrivalOrder, ReorderState
 from stitchboard.rows import AgentStateRow, ConversationRow

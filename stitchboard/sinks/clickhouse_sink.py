@@ -20,9 +20,6 @@ from typing import Any
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import BackgroundWriter, ClickHouseWriter, Row, latest_versions, to_row
-from sinks.deadletters import KafkaDeadLetterProducer
-from sinks.recovery_store import CommittedSnapshot, RecoveryStore, StoreUnreadable
 from stitchboard import telemetry
 from stitchboard.deadletters import DeadLetter
 from stitchboard.rows import (
@@ -36,6 +33,9 @@ from stitchboard.rows import (
     RestatementRow,
 )
 from stitchboard.settings import ClickHouseSettings, KafkaSettings
+from stitchboard.sinks.clickhouse import BackgroundWriter, ClickHouseWriter, Row, latest_versions, to_row
+from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterProducer
+from stitchboard.sinks.recovery_store import CommittedSnapshot, RecoveryStore, StoreUnreadable
 
 PublishedRow = (
     ConversationRow

@@ -5,7 +5,7 @@ for an epoch are durable, advances that worker's frontier. On a restart it resum
 smallest frontier of the last execution and restores, for each step, the newest snapshot older
 than it. An epoch below that frontier is therefore *committed*: no restart will ever process its
 input again. The ClickHouse sink writes rows to ClickHouse only once the epoch that produced them
-is committed (see ``sinks.dataflow``), and uses this module to find out when that is.
+is committed (see ``stitchboard.sinks.clickhouse_sink``), and uses this module to find out when that is.
 
 The store is SQLite written by Bytewax's own (Rust, bundled) SQLite. A second SQLite library
 opening the same files *in the same process* breaks SQLite's locking (POSIX locks are per process,

@@ -43,7 +43,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     events, truth = write_dataset(dataset, args.out)
     _log(f"wrote {dataset.delivery.consumed} records to {events} and the ground truth to {truth}")
     if args.kafka:
-        from sinks.producer import produce_records
+        from stitchboard.sinks.kafka import produce_records
 
         sent = produce_records(args.kafka.split(","), args.topic, [r.raw for r in dataset.delivery.records])
         _log(f"produced {sent} records to {args.topic} at {args.kafka}")
@@ -51,7 +51,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_init_db(args: argparse.Namespace) -> int:
-    from sinks.clickhouse import connect, init_db
+    from stitchboard.sinks.clickhouse import connect, init_db
 
     settings = _load_settings(args.config)
     dsn = args.dsn or settings.clickhouse.dsn
@@ -61,7 +61,7 @@ def cmd_init_db(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stitchboard.runner import run
+    from stitchboard.app.runner import run
     from stitchboard.telemetry import configure_logging
 
     configure_logging(args.log_level)
@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from sinks.clickhouse import connect
+    from stitchboard.sinks.clickhouse import connect
     from stitchboard.summary import format_summary, read_summary
 
     settings = _load_settings(args.config)
@@ -87,7 +87,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stitchboard.demo import run_demo
+    from stitchboard.app.demo import run_demo
 
     return run_demo(args.dir, args.day, args.seed, args.scale)
 

@@ -1,7 +1,7 @@
 """The Stitchboard dataflow: raw records → canonical events → conversations → intervals → ClickHouse.
 
 This module only wires operators; every rule lives in ``stitchboard`` (pure, unit-tested) and the
-Bytewax hosting of stateful rules in ``flows.steps``.
+Bytewax hosting of stateful rules in ``stitchboard.flows.steps``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
-from flows import steps
-from flows.journeys import wire_journeys
-from flows.sources import RawRecord
 from stitchboard.deadletters import DeadLetter
+from stitchboard.flows import steps
+from stitchboard.flows.journey_step import wire_journeys
+from stitchboard.flows.sources import RawRecord
 from stitchboard.settings import Settings
 
 RecordInput = Callable[[Dataflow], Stream[RawRecord | DeadLetter]]

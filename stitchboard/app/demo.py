@@ -33,8 +33,8 @@ class _Progress:
 
 
 def run_demo(directory: Path, day: date, seed: int, scale: float) -> int:
-    from sinks.clickhouse import connect
-    from stitchboard.runner import run
+    from stitchboard.app.runner import run
+    from stitchboard.sinks.clickhouse import connect
 
     directory = directory.resolve()
     chdb_dir = directory / "chdb"

@@ -13,11 +13,11 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
-from flows.contact_centre import RecordInput, build_flow
-from flows.sources import Progress, ReplayFileSource, kafka_input
-from sinks.clickhouse import connect, init_db
-from sinks.dataflow import ClickHouseSink, KafkaDeadLetterSink
+from stitchboard.flows.contact_centre import RecordInput, build_flow
+from stitchboard.flows.sources import Progress, ReplayFileSource, kafka_input
 from stitchboard.settings import Settings
+from stitchboard.sinks.clickhouse import connect, init_db
+from stitchboard.sinks.clickhouse_sink import ClickHouseSink, KafkaDeadLetterSink
 
 _log = logging.getLogger("stitchboard.runner")
 

@@ -1,1 +1,0 @@
-"""Sinks: the batched ClickHouse writer and the dead-letter Kafka producer."""
