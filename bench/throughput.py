@@ -30,7 +30,9 @@ from stitchboard.metrics import METRIC_NAMES
 from stitchboard.settings import ClickHouseSettings, Settings
 from stitchboard.shards import deliveries
 from stitchboard.sinks.clickhouse import connect, init_db
-from stitchboard.stitching import ConversationState, GroupOutcome, stitch_group, to_row
+from stitchboard.stitching.row import conversation_row
+from stitchboard.stitching.stitch import GroupOutcome, stitch_group
+from stitchboard.stitching.store import ConversationState
 from stitchboard.synthetic.dataset import DEMO_TENANTS, build_dataset, write_dataset
 
 DAY = date(2026, 3, 10)
@@ -96,8 +98,8 @@ def _stages(result: Result, raws: list[bytes], settings: Settings) -> tuple[int,
 
     stitch_s = best_of(2, stitch_all)
     applied = [o.conversation for o in outcomes if o.conversation is not None]
-    rows_s = best_of(2, lambda: [to_row(c, now, settings.tenant(c.tenant)) for c in applied])
-    rows = [to_row(c, now, settings.tenant(c.tenant)) for c in applied]
+    rows_s = best_of(2, lambda: [conversation_row(c, now, settings.tenant(c.tenant)) for c in applied])
+    rows = [conversation_row(c, now, settings.tenant(c.tenant)) for c in applied]
 
     def journeys_all() -> None:
         tenants: dict[str, TenantJourneys] = {}

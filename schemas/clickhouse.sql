@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS `stitchboard`.`conversations`
     `intent` LowCardinality(String),
     `customer_keys` Array(String),
     `updated_at` DateTime64(3, 'UTC'),
-    `path` Array(String) COMMENT 'ordered steps (see stitchboard.paths)',
+    `path` Array(String) COMMENT 'ordered steps (see stitchboard.conversation_paths)',
     PROJECTION `latest_update` (SELECT tenant, max(updated_at) GROUP BY tenant)
 )
 ENGINE = ReplacingMergeTree(version)
@@ -232,7 +232,7 @@ CREATE TABLE IF NOT EXISTS `stitchboard`.`conversation_paths`
     `channel` LowCardinality(String),
     `intent` LowCardinality(String),
     `started_at` DateTime64(3, 'UTC'),
-    `steps` Array(String) COMMENT 'kind:value steps, see stitchboard.paths',
+    `steps` Array(String) COMMENT 'kind:value steps, see stitchboard.conversation_paths',
     `step_count` UInt32,
     `first_step` String,
     `last_step` String,

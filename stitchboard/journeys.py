@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import pairwise
 
+from stitchboard.conversation_paths import FrustrationThresholds, path_digest, path_row
 from stitchboard.identity import IdentityGraph, Merge, customer_key
-from stitchboard.paths import FrustrationThresholds, path_digest, path_row
 from stitchboard.rows import (
     ConversationPathRow,
     ConversationRow,

@@ -13,13 +13,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from stitchboard.contributions import ContributionKey, Contributions
+from stitchboard.conversation import Conversation
 from stitchboard.settings import TenantSettings
-
-if TYPE_CHECKING:
-    from stitchboard.stitching import Conversation
 
 Scope = Literal["leg", "conversation"]
 Unit = Literal["count", "ms", "score"]

@@ -41,7 +41,7 @@ class ConversationRow:
     intent: str
     customer_keys: tuple[str, ...]
     updated_at: datetime
-    path: tuple[str, ...] = ()  # ordered steps, see ``stitchboard.paths``
+    path: tuple[str, ...] = ()  # ordered steps, see ``stitchboard.conversation_paths``
 
 
 @dataclass(frozen=True, slots=True)

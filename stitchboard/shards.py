@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from stitchboard.contributions import Delta
+from stitchboard.conversation import Conversation
 from stitchboard.deadletters import DeadLetter
 from stitchboard.events import CanonicalEvent, EventType
 from stitchboard.settings import TenantSettings
-from stitchboard.stitching import AddResult, Conversation, ConversationState, stitch_group
+from stitchboard.stitching.stitch import stitch_group
+from stitchboard.stitching.store import AddResult, ConversationState
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from stitchboard.ordering import ArrivalOrder, ReorderState
 from stitchboard.rows import AgentStateRow, ConversationRow
 from stitchboard.settings import Settings
 from stitchboard.shards import ConversationShard, Delivery, TenantFeed, deliveries, shard_of
-from stitchboard.stitching import to_row
+from stitchboard.stitching.row import conversation_row
 
 SINK_KEY = "clickhouse"
 
@@ -155,7 +155,7 @@ class StitchStep(StatefulBatchLogic[Numbered, StitchedBatch, ConversationShard])
             telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels(letter.reason).inc()
         updated_at = datetime.fromtimestamp(now, UTC)
         rows = [
-            to_row(conversation, updated_at, tenant_settings)
+            conversation_row(conversation, updated_at, tenant_settings)
             for conversation in stitched.conversations.values()
         ]
         return [StitchedBatch(tenant, stitched.feeds, rows, stitched.dead_letters)], StatefulBatchLogic.RETAIN

@@ -16,11 +16,13 @@ import pytest
 from support.source_records import load
 
 from stitchboard.adapters import connect
+from stitchboard.conversation import Conversation
 from stitchboard.deadletters import AdapterError
 from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction, EventType
 from stitchboard.metrics import contribution_values
 from stitchboard.settings import TenantSettings
-from stitchboard.stitching import AddResult, Conversation, ConversationState, stitch_group
+from stitchboard.stitching.stitch import stitch_group
+from stitchboard.stitching.store import AddResult, ConversationState
 
 TENANT = "acme"
 RECEIVED = datetime(2024, 8, 2, 18, 0, tzinfo=UTC)

@@ -16,11 +16,14 @@ import orjson
 import pytest
 
 from stitchboard.adapters import genesys
+from stitchboard.conversation import Leg
 from stitchboard.deadletters import AdapterError
 from stitchboard.events import CanonicalEvent, Direction, EventType
 from stitchboard.rows import ConversationRow
 from stitchboard.settings import TenantSettings
-from stitchboard.stitching import ConversationState, Leg, stitch_group, to_row
+from stitchboard.stitching.row import conversation_row
+from stitchboard.stitching.stitch import stitch_group
+from stitchboard.stitching.store import ConversationState
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "corpus" / "genesys_records"
 TENANT = "acme"
@@ -44,7 +47,7 @@ def stitched(*payloads: dict[str, Any]) -> tuple[ConversationRow, tuple[Leg, ...
         state = stitch_group(state, parse(payload), SETTINGS).state
     assert state is not None
     conversation = state.conversation()
-    return to_row(conversation, RECEIVED, SETTINGS), conversation.legs
+    return conversation_row(conversation, RECEIVED, SETTINGS), conversation.legs
 
 
 def figures(row: ConversationRow) -> tuple[Any, ...]:

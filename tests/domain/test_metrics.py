@@ -10,6 +10,7 @@ import pytest
 from support.events import T0, event
 
 from stitchboard.contributions import Contributions
+from stitchboard.conversation import Conversation
 from stitchboard.events import CanonicalEvent, Channel, EventType
 from stitchboard.metrics import (
     CATALOGUE,
@@ -21,7 +22,7 @@ from stitchboard.metrics import (
     service_level,
 )
 from stitchboard.settings import TenantSettings
-from stitchboard.stitching import Conversation, ConversationState
+from stitchboard.stitching.store import ConversationState
 
 TENANT = TenantSettings(service_level_seconds=20, short_abandon_seconds=10)
 ROOT = Path(__file__).resolve().parents[2]

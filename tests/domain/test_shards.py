@@ -13,7 +13,8 @@ from stitchboard.contributions import ContributionKey
 from stitchboard.events import EventType
 from stitchboard.settings import TenantSettings
 from stitchboard.shards import ConversationShard, Delivery, deliveries, shard_of
-from stitchboard.stitching import AddResult, ConversationState, stitch, stitch_group
+from stitchboard.stitching.stitch import stitch, stitch_group
+from stitchboard.stitching.store import AddResult, ConversationState
 
 TENANT = TenantSettings()
 

@@ -8,7 +8,7 @@ from support.events import event
 from stitchboard.events import CanonicalEvent, EventType
 from stitchboard.settings import TenantSettings
 from stitchboard.shards import ConversationShard, Delivery
-from stitchboard.stitching import AddResult
+from stitchboard.stitching.store import AddResult
 
 TENANT = TenantSettings()
 E = EventType

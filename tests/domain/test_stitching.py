@@ -16,7 +16,9 @@ from stitchboard.events import CanonicalEvent, CustomerIds, EventType
 from stitchboard.metrics import contributions
 from stitchboard.settings import TenantSettings
 from stitchboard.shards import ConversationShard, Delivery
-from stitchboard.stitching import CONFLICT_REASON, AddResult, ConversationState, StitchOutcome, stitch, to_row
+from stitchboard.stitching.row import conversation_row
+from stitchboard.stitching.stitch import CONFLICT_REASON, StitchOutcome, stitch
+from stitchboard.stitching.store import AddResult, ConversationState
 
 TENANT = TenantSettings()
 E = EventType
@@ -84,7 +86,7 @@ def test_conversation_summary_of_a_transferred_call() -> None:
 
 def test_row_of_a_transferred_call() -> None:
     tenant = TenantSettings(intent_by_wrapup_code={"resolved": "general"})
-    row = to_row(run(transferred_call())[-1].state.conversation(), T0, tenant)
+    row = conversation_row(run(transferred_call())[-1].state.conversation(), T0, tenant)
     assert (row.status, row.first_queue, row.last_queue, row.queues) == (
         "ended",
         "sales",
@@ -112,7 +114,7 @@ def test_row_of_a_transferred_call() -> None:
 def test_row_intent_falls_back_to_the_wrapup_mapping() -> None:
     events = [item.model_copy(update={"intent": None}) for item in transferred_call()]
     tenant = TenantSettings(intent_by_wrapup_code={"resolved": "general"})
-    row = to_row(run(events)[-1].state.conversation(), T0, tenant)
+    row = conversation_row(run(events)[-1].state.conversation(), T0, tenant)
     assert row.intent == "general"
 
 

@@ -16,7 +16,8 @@ from stitchboard.contributions import diff
 from stitchboard.events import CanonicalEvent, Channel, EventType
 from stitchboard.metrics import contribution_values
 from stitchboard.settings import TenantSettings
-from stitchboard.stitching import ConversationState, stitch
+from stitchboard.stitching.stitch import stitch
+from stitchboard.stitching.store import ConversationState
 
 T0 = datetime(2026, 3, 29, 8, 0, tzinfo=UTC)
 TENANT = TenantSettings()

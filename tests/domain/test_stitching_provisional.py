@@ -17,7 +17,9 @@ from stitchboard.contributions import ContributionKey, Delta
 from stitchboard.events import CanonicalEvent, EventType
 from stitchboard.metrics import contributions
 from stitchboard.settings import TenantSettings
-from stitchboard.stitching import AddResult, ConversationState, GroupOutcome, stitch_group, to_row
+from stitchboard.stitching.row import conversation_row
+from stitchboard.stitching.stitch import GroupOutcome, stitch_group
+from stitchboard.stitching.store import AddResult, ConversationState
 
 TENANT = TenantSettings()
 E = EventType
@@ -135,7 +137,7 @@ def test_the_record_wins_in_either_order_and_nets_to_the_record_alone() -> None:
 def _summary(state: ConversationState) -> tuple[object, ...]:
     """The stitched summary and the conversation row, without the version counter."""
     conversation = replace(state.conversation(), version=0)
-    return conversation, replace(to_row(conversation, NOW, TENANT), version=0)
+    return conversation, replace(conversation_row(conversation, NOW, TENANT), version=0)
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
@@ -227,7 +229,7 @@ def test_an_agents_handling_without_a_leg_goes_to_that_agents_answered_leg() -> 
     assert legs["l1"].transfer_kind == "consult" and legs["l2"].transfer_kind is None
     assert legs["agent:carl"].hold_ms == 5_000 and legs["agent:carl"].answered_at is None
     assert figures(net(outcomes)).get("hold_ms", 0) == 0
-    assert to_row(state.conversation(), NOW, TENANT).legs == 2
+    assert conversation_row(state.conversation(), NOW, TENANT).legs == 2
 
 
 def test_the_provisional_flag_and_scope_survive_a_snapshot() -> None:

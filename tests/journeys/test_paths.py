@@ -8,12 +8,13 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from stitchboard.conversation_paths import FrustrationThresholds, last_self_service_step, opted_out, path_row
 from stitchboard.events import CanonicalEvent, Channel, EventType
-from stitchboard.paths import FrustrationThresholds, last_self_service_step, opted_out, path_row
 from stitchboard.rows import ConversationRow
 from stitchboard.settings import TenantSettings
 from stitchboard.sinks.clickhouse import init_db
-from stitchboard.stitching import ConversationState, stitch
+from stitchboard.stitching.stitch import stitch
+from stitchboard.stitching.store import ConversationState
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

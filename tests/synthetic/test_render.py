@@ -11,11 +11,12 @@ import orjson
 import pytest
 
 from stitchboard.adapters import normalise
+from stitchboard.conversation import Conversation
 from stitchboard.deadletters import DeadLetter
 from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction, EventType
 from stitchboard.metrics import contribution_values
 from stitchboard.settings import TenantSettings
-from stitchboard.stitching import Conversation, stitch_group
+from stitchboard.stitching.stitch import stitch_group
 from stitchboard.synthetic.render import render_agent_state, render_conversation
 from stitchboard.synthetic.scenario import (
     Shape,

@@ -17,14 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from hashlib import blake2b
-from typing import TYPE_CHECKING
 
 import orjson
 
+from stitchboard.conversation import Conversation
 from stitchboard.rows import ConversationPathRow, ConversationRow
-
-if TYPE_CHECKING:
-    from stitchboard.stitching import Conversation
 
 SELF_SERVICE_KINDS: frozenset[str] = frozenset({"ivr", "bot"})
 CONTAINED = "contained"
