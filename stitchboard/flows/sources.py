@@ -1,6 +1,6 @@
 """Input plug-ins: every source yields ``RawRecord``s (original bytes + where they came from).
 
-Kafka is the production source; a replay file (``stitchboard.synthetic.faults`` format: JSON Lines
+Kafka is the production source; a replay file (``stitchboard.replay_file``: JSON Lines
 of base64 raw records, so even non-UTF-8 input survives) serves the demo, benchmarks and tests.
 Both are Bytewax fixed-partitioned sources, so their read positions live in the recovery store.
 """
@@ -19,8 +19,8 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from stitchboard.deadletters import DeadLetter
+from stitchboard.replay_file import decode_line
 from stitchboard.settings import KafkaSettings
-from stitchboard.synthetic.faults import decode_line
 
 Progress = Callable[[int, int], None]  # (bytes read, bytes in all)
 

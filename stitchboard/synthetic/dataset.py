@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stitchboard.replay_file import write_records
 from stitchboard.settings import Settings, TenantSettings
-from stitchboard.synthetic.faults import Delivery, deliver, write_records
+from stitchboard.synthetic.faults import Delivery, deliver
 from stitchboard.synthetic.generator import Day, generate_day
 from stitchboard.synthetic.render import render_agent_state, render_conversation
 from stitchboard.synthetic.truth import write_truth

@@ -17,23 +17,18 @@ a consumer would see them, with faults drawn from one ``random.Random(seed)``:
   malformed``.
 
 The envelope bytes are never rewritten for delay: a late or duplicated record carries the
-``received_at`` it was rendered with, and the delivery time lives beside it.
-
-File format (``write_records`` / ``read_records``), chosen because raw records may be non-UTF-8:
-JSON Lines, one delivered record per line in delivery order, each line
-``{"delivered_at": "2026-03-29T08:00:01Z", "raw": "<base64 of the exact bytes>"}``.
+``received_at`` it was rendered with, and the delivery time lives beside it. Delivered records are
+written to a file with ``stitchboard.replay_file``.
 """
 
 from __future__ import annotations
 
-import base64
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import orjson
@@ -152,34 +147,3 @@ def _without_ids(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_ids(v) for v in value]
     return value
-
-
-def to_jsonl(records: Sequence[DeliveredRecord] | Sequence[tuple[datetime, bytes]]) -> bytes:
-    """The binary-safe file form of delivered records (see the module docstring)."""
-    lines = []
-    for record in records:
-        at, raw = (record.delivered_at, record.raw) if isinstance(record, DeliveredRecord) else record
-        line = {"delivered_at": at, "raw": base64.b64encode(raw).decode("ascii")}
-        lines.append(orjson.dumps(line, option=orjson.OPT_UTC_Z))
-    return b"".join(line + b"\n" for line in lines)
-
-
-def write_records(path: Path, records: Sequence[DeliveredRecord] | Sequence[tuple[datetime, bytes]]) -> int:
-    """Write records to ``path`` as base64 JSON Lines; returns the number written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(to_jsonl(records))
-    return len(records)
-
-
-def decode_line(line: bytes) -> tuple[datetime, bytes]:
-    """One line of the file format: (delivered_at, exact raw bytes)."""
-    item = orjson.loads(line)
-    return datetime.fromisoformat(item["delivered_at"]), base64.b64decode(item["raw"])
-
-
-def read_records(path: Path) -> Iterator[tuple[datetime, bytes]]:
-    """Read a file written by ``write_records``: (delivered_at, exact raw bytes) in file order."""
-    with path.open("rb") as handle:
-        for line in handle:
-            if line.strip():
-                yield decode_line(line)

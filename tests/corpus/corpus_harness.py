@@ -29,9 +29,9 @@ from stitchboard.app.runner import make_flow
 from stitchboard.deadletters import AdapterError
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.reconcile import read_figures
+from stitchboard.replay_file import to_jsonl
 from stitchboard.settings import INTERVAL_MINUTES, ClickHouseSettings, Settings
 from stitchboard.sinks.clickhouse import init_db
-from stitchboard.synthetic.faults import to_jsonl
 from stitchboard.tables import table
 
 CORPUS_ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"

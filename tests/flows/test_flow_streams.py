@@ -21,9 +21,9 @@ from clickhouse_connect.driver.client import Client
 
 from stitchboard.app.runner import make_flow
 from stitchboard.metrics import METRIC_NAMES
+from stitchboard.replay_file import write_records
 from stitchboard.settings import ClickHouseSettings, Settings
 from stitchboard.sinks.clickhouse import init_db
-from stitchboard.synthetic.faults import write_records
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "corpus"
 LENGTHS = (15, 30, 60, 1440)

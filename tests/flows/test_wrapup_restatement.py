@@ -12,9 +12,9 @@ from clickhouse_connect.driver.client import Client
 
 from stitchboard.app.runner import make_flow
 from stitchboard.events import Channel, CustomerIds, Direction
+from stitchboard.replay_file import write_records
 from stitchboard.settings import ClickHouseSettings, Settings, TenantSettings
 from stitchboard.sinks.clickhouse import init_db
-from stitchboard.synthetic.faults import write_records
 from stitchboard.synthetic.render import render_conversation
 from stitchboard.synthetic.scenario import Shape, SimConversation, SimLeg
 

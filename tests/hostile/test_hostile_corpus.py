@@ -23,9 +23,9 @@ from clickhouse_connect.driver.client import Client
 from prometheus_client import REGISTRY
 
 from stitchboard.app.runner import make_flow
+from stitchboard.replay_file import write_records
 from stitchboard.settings import ClickHouseSettings, Settings
 from stitchboard.sinks.clickhouse_sink import ClickHouseSink
-from stitchboard.synthetic.faults import write_records
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "corpus"

@@ -14,10 +14,10 @@ from prometheus_client import REGISTRY
 
 from stitchboard.app.runner import make_flow, recovery_config
 from stitchboard.reconcile import compare, read_figures
+from stitchboard.replay_file import write_records
 from stitchboard.settings import ClickHouseSettings, Settings
 from stitchboard.sinks.clickhouse_sink import ClickHouseSink
 from stitchboard.synthetic.dataset import DEMO_TENANTS, Dataset, build_dataset
-from stitchboard.synthetic.faults import write_records
 from stitchboard.synthetic.truth import interval_truth
 
 

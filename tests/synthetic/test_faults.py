@@ -15,14 +15,8 @@ import pytest
 from stitchboard.adapters import normalise
 from stitchboard.deadletters import DeadLetter
 from stitchboard.events import Channel
-from stitchboard.synthetic.faults import (
-    MALFORMED_KINDS,
-    corrupt,
-    deliver,
-    read_records,
-    to_jsonl,
-    write_records,
-)
+from stitchboard.replay_file import read_records, to_jsonl, write_records
+from stitchboard.synthetic.faults import MALFORMED_KINDS, corrupt, deliver
 from stitchboard.synthetic.generator import generate_day
 from stitchboard.synthetic.render import render_agent_state, render_conversation
 
