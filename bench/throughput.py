@@ -21,14 +21,14 @@ from bytewax.testing import run_main
 from bench.common import NullSink, Result, best_of, check_stitched, main, say
 from stitchboard import adapters
 from stitchboard.app.runner import make_flow
+from stitchboard.deliveries import deliveries
 from stitchboard.events import CanonicalEvent, EventType
-from stitchboard.finalisation import IntervalBook
 from stitchboard.flows.contact_centre import build_flow
 from stitchboard.flows.sources import RawRecord, ReplayFileSource
+from stitchboard.interval_book import IntervalBook
 from stitchboard.journeys import TenantJourneys
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.settings import ClickHouseSettings, Settings
-from stitchboard.shards import deliveries
 from stitchboard.sinks.clickhouse import connect, init_db
 from stitchboard.stitching.row import conversation_row
 from stitchboard.stitching.stitch import GroupOutcome, stitch_group

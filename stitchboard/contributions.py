@@ -1,9 +1,9 @@
 """The unit of metric attribution: a value of one metric, at one instant, for one queue and channel.
 
 The stitcher turns a conversation into contributions (``stitchboard.metrics``); when the
-conversation changes it emits the difference as deltas; the interval book sums deltas into
-intervals. A retraction is a negative delta, so late and mutated data correct figures instead of
-duplicating them.
+conversation changes it emits the difference as deltas, one ``TenantFeed`` per stitched delivery;
+the interval book sums deltas into intervals. A retraction is a negative delta, so late and mutated
+data correct figures instead of duplicating them.
 """
 
 from __future__ import annotations
@@ -45,3 +45,14 @@ def diff(tenant: str, before: Contributions, after: Contributions, reason: str) 
         for key in keys
         if after.get(key, 0) != before.get(key, 0)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class TenantFeed:
+    """What a tenant's interval book needs from one stitched delivery, with its arrival number."""
+
+    tenant: str
+    arrival: int
+    earliest: datetime  # event times of the delivery: the watermark observes the latest,
+    latest: datetime  # lateness is judged on the earliest
+    deltas: list[Delta]

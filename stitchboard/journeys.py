@@ -31,16 +31,15 @@ from itertools import pairwise
 from stitchboard.conversation_paths import FrustrationThresholds, path_digest, path_row
 from stitchboard.identity import IdentityGraph, Merge, customer_key
 from stitchboard.rows import (
-    ConversationPathRow,
     ConversationRow,
     CustomerLinkRow,
     EngagementRestatementRow,
     EngagementRow,
     EngagementStatus,
+    JourneyRow,
 )
 from stitchboard.settings import JourneySettings, TenantSettings, TimingSettings
 
-JourneyRow = EngagementRow | CustomerLinkRow | EngagementRestatementRow | ConversationPathRow
 UNLINKED = "conversation:"  # customer handle prefix of a contact that is an engagement of its own
 IDENTITY_MERGE = "identity_merge"
 LATE_CHANGE = "late_change"

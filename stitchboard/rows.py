@@ -1,10 +1,13 @@
-"""Rows the flow publishes; one dataclass per ClickHouse table (DDL in ``stitchboard.tables``)."""
+"""Rows the flow publishes: one dataclass per ClickHouse table, and ``PublishedRow``, their union
+(dead letters included). ``stitchboard.tables`` holds the DDL and routes each row to its table."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
+
+from stitchboard.deadletters import DeadLetter
 
 IntervalStatus = Literal["provisional", "final", "restated"]
 
@@ -191,3 +194,8 @@ class ConversationPathRow:
     many_transfers: bool
     many_steps: bool
     frustrated: bool
+
+
+JourneyRow = EngagementRow | CustomerLinkRow | EngagementRestatementRow | ConversationPathRow
+# Everything the flow hands the ClickHouse sink (``stitchboard.tables.tables_for`` routes it).
+PublishedRow = ConversationRow | IntervalRow | RestatementRow | DeadLetter | AgentStateRow | JourneyRow

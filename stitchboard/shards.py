@@ -26,51 +26,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from stitchboard.contributions import Delta
+from stitchboard.contributions import TenantFeed
 from stitchboard.conversation import Conversation
 from stitchboard.deadletters import DeadLetter
-from stitchboard.events import CanonicalEvent, EventType
+from stitchboard.deliveries import Delivery
 from stitchboard.settings import TenantSettings
 from stitchboard.stitching.stitch import stitch_group
 from stitchboard.stitching.store import AddResult, ConversationState
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """The events one raw record carries for one conversation: stitched as one group."""
-
-    tenant: str
-    conversation_id: str
-    events: tuple[CanonicalEvent, ...]
-
-
-def deliveries(events: Sequence[CanonicalEvent]) -> list[Delivery]:
-    """Group a record's conversation events by conversation, in order of first appearance.
-
-    Agent presence events (no conversation) are not deliveries; callers route them first.
-    """
-    groups: dict[tuple[str, str], list[CanonicalEvent]] = {}
-    for event in events:
-        if event.event_type is EventType.AGENT_STATE_CHANGED or event.conversation_id is None:
-            raise ValueError(f"{event.event_type.value} event {event.event_id} belongs to no conversation")
-        groups.setdefault((event.tenant, event.conversation_id), []).append(event)
-    return [Delivery(tenant, conversation, tuple(group)) for (tenant, conversation), group in groups.items()]
-
-
 def shard_of(conversation_id: str, shards: int) -> int:
     """Stable across processes and restarts (unlike ``hash``), so recovery finds the same shard."""
     return zlib.crc32(conversation_id.encode("utf-8")) % shards
-
-
-@dataclass(frozen=True, slots=True)
-class TenantFeed:
-    """What a tenant's interval book needs from one stitched delivery, with its arrival number."""
-
-    tenant: str
-    arrival: int
-    earliest: datetime  # event times of the delivery: the watermark observes the latest,
-    latest: datetime  # lateness is judged on the earliest
-    deltas: list[Delta]
 
 
 @dataclass(slots=True)

@@ -1,4 +1,5 @@
-"""ClickHouse DDL: the one place tables are defined; interval metric columns come from the catalogue.
+"""ClickHouse DDL: the one place tables are defined (interval metric columns come from the catalogue),
+and which table each published row goes to.
 
 Every table is a ReplacingMergeTree keyed with ``tenant`` first, so at-least-once writes (replays
 after a crash) de-duplicate and per-tenant reads touch one primary-key range. Read with ``FINAL``.
@@ -10,7 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+from stitchboard.deadletters import DeadLetter
 from stitchboard.metrics import CATALOGUE
+from stitchboard.rows import (
+    AgentStateRow,
+    ConversationPathRow,
+    ConversationRow,
+    CustomerLinkRow,
+    EngagementRestatementRow,
+    EngagementRow,
+    IntervalRow,
+    PublishedRow,
+    RestatementRow,
+)
 
 DEFAULT_DATABASE = "stitchboard"
 
@@ -355,6 +368,25 @@ def metric_column_names(name: str) -> list[str]:
 def column_types(name: str) -> list[str]:
     """ClickHouse type names in DDL order, so inserts need no DESCRIBE round trip."""
     return [column.type for column in table(name).columns]
+
+
+_TABLE_BY_TYPE: dict[type, str] = {
+    ConversationRow: "conversations",
+    RestatementRow: "interval_restatements",
+    DeadLetter: "dead_letters",
+    AgentStateRow: "agent_states",
+    EngagementRow: "engagements",
+    CustomerLinkRow: "customer_links",
+    EngagementRestatementRow: "engagement_restatements",
+    ConversationPathRow: "conversation_paths",
+}
+
+
+def tables_for(row: PublishedRow) -> tuple[str, ...]:
+    """Interval rows go to the current table; final ones also to the immutable published table."""
+    if isinstance(row, IntervalRow):
+        return ("interval_metrics", "interval_published") if row.status == "final" else ("interval_metrics",)
+    return (_TABLE_BY_TYPE[type(row)],)
 
 
 def ddl(database: str = DEFAULT_DATABASE) -> list[str]:

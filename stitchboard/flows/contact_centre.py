@@ -14,6 +14,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
 from stitchboard.deadletters import DeadLetter
+from stitchboard.deliveries import split_record
 from stitchboard.flows import steps
 from stitchboard.flows.journey_step import wire_journeys
 from stitchboard.flows.sources import RawRecord
@@ -36,7 +37,7 @@ def build_flow(
     received = records(flow)
     normalised = op.map("normalise", received, steps.normalise)
     accepted = op.branch("accepted", normalised, steps.is_event_batch)
-    parts = op.flat_map("split_records", accepted.trues, steps.split_record)
+    parts = op.flat_map("split_records", accepted.trues, split_record)
     by_kind = op.branch("deliveries", parts, steps.is_delivery)
 
     by_tenant_arrival = op.key_on("by_tenant_arrival", by_kind.trues, steps.delivery_tenant)

@@ -13,8 +13,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream, StatefulLogic
 
-from stitchboard.journeys import JourneyRow, TenantJourneys
-from stitchboard.rows import ConversationRow
+from stitchboard.journeys import TenantJourneys
+from stitchboard.rows import ConversationRow, JourneyRow
 from stitchboard.settings import JourneySettings, Settings
 
 

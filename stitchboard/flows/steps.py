@@ -1,7 +1,8 @@
 """Bytewax hosting of Stitchboard's pure rules: small mapper functions and two stateful steps.
 
-Everything decided here is about *when* to call the rules (system time, end of input, eviction);
-*what* they decide lives in ``stitchboard.stitching`` and ``stitchboard.finalisation``.
+Everything decided here is about *when* to call the rules (system time, end of input, eviction)
+and what to count for telemetry; *what* they decide lives in ``stitchboard.shards`` (stitching)
+and ``stitchboard.interval_book`` (its protocol: ``receive``, ``tick``, ``end_of_input``).
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from stitchboard import adapters, telemetry
-from stitchboard.contributions import Delta
+from stitchboard.contributions import TenantFeed
 from stitchboard.deadletters import DeadLetter
-from stitchboard.events import CanonicalEvent, EventType
-from stitchboard.finalisation import Flushed, IntervalBook
+from stitchboard.deliveries import Delivery
+from stitchboard.events import CanonicalEvent
 from stitchboard.flows.sources import RawRecord
+from stitchboard.interval_book import BEYOND_HORIZON, IntervalBook, Publication
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.ordering import ArrivalOrder, ReorderState
-from stitchboard.rows import AgentStateRow, ConversationRow
+from stitchboard.rows import ConversationRow, PublishedRow
 from stitchboard.settings import Settings
-from stitchboard.shards import ConversationShard, Delivery, TenantFeed, deliveries, shard_of
+from stitchboard.shards import ConversationShard, shard_of
 from stitchboard.stitching.row import conversation_row
 
 SINK_KEY = "clickhouse"
@@ -55,29 +57,8 @@ def is_event_batch(item: object) -> bool:
     return isinstance(item, list)
 
 
-def split_record(events: list[CanonicalEvent]) -> list[AgentStateRow | Delivery]:
-    """A record's agent presence rows, then its conversation events grouped into deliveries."""
-    presence = [
-        agent_state_row(event) for event in events if event.event_type is EventType.AGENT_STATE_CHANGED
-    ]
-    if not presence:
-        return list(deliveries(events))
-    conversational = [event for event in events if event.event_type is not EventType.AGENT_STATE_CHANGED]
-    return [*presence, *deliveries(conversational)]
-
-
 def is_delivery(item: object) -> bool:
     return isinstance(item, Delivery)
-
-
-def agent_state_row(event: CanonicalEvent) -> AgentStateRow:
-    return AgentStateRow(
-        tenant=event.tenant,
-        agent=event.agent or "",
-        state=str(event.attributes.get("state", "")),
-        at=event.event_time,
-        event_id=event.event_id,
-    )
 
 
 def delivery_tenant(delivery: Delivery) -> str:
@@ -93,10 +74,6 @@ def number(next_arrival: int | None, delivery: Delivery) -> tuple[int, Numbered]
 def shard_key(shards: int, item: Numbered) -> str:
     delivery = item[1]
     return f"{delivery.tenant}\x1f{shard_of(delivery.conversation_id, shards)}"
-
-
-def is_dead_letter(item: object) -> bool:
-    return isinstance(item, DeadLetter)
 
 
 def sink_key(_row: object) -> str:
@@ -175,15 +152,14 @@ class StitchStep(StatefulBatchLogic[Numbered, StitchedBatch, ConversationShard])
 IntervalState = tuple[dict[str, Any], ReorderState]
 
 
-class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[Any], IntervalState]):
-    """One tenant's interval book.
+class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], IntervalState]):
+    """One tenant's interval book (``stitchboard.interval_book``), hosted.
 
-    Stitched events are applied in arrival order (``stitchboard.ordering``) and the book is
-    flushed after each, so finalisation and restatements follow the input exactly and a replay
-    of the same input groups corrections identically (``IntervalBook.due`` makes the flushes that
-    would do nothing cheap); provisional rows are
-    throttled by the book to one per interval per ``provisional_every_seconds``, and a timer keeps
-    an idle tenant's watermark (and its wallboard) moving.
+    Stitched deliveries reach the step grouped by shard; they are handed to the book's ``receive``
+    in arrival order (``stitchboard.ordering``), so finalisation and restatements follow the input
+    exactly and a replay of the same input groups corrections identically. A timer calls ``tick``
+    every ``provisional_every_seconds`` after the last publication, which keeps an idle tenant's
+    watermark (and its wallboard) moving; the end of input calls ``end_of_input``.
     """
 
     def __init__(self, settings: Settings, resume: IntervalState | None, drain_at_eof: bool) -> None:
@@ -193,7 +169,6 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[Any], IntervalState
         self._book: IntervalBook | None = None
         self._drain_at_eof = drain_at_eof
         self._every = timedelta(seconds=settings.timing.provisional_every_seconds)
-        self._lateness = settings.timing.allowed_lateness
         self._next_flush = _now() + self._every
         if self._resume is not None:  # restore now: a resumed idle tenant still flushes, and drains at EOF
             self._book_for(self._resume["tenant"])
@@ -208,54 +183,49 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[Any], IntervalState
                 self._book = IntervalBook(tenant, tenant_settings, timing, METRIC_NAMES)
         return self._book
 
-    def _publish(self, flushed: Flushed) -> tuple[list[list[Any]], bool]:
+    def _publish(self, book: IntervalBook, publication: Publication) -> list[PublishedRow]:
+        """Count what the book published for telemetry; the rows to write."""
+        if publication.late:
+            telemetry.LATE_DELIVERIES.labels(book.tenant).inc()
+        flushed = publication.flushed
+        if flushed is None:
+            return []
         self._next_flush = _now() + self._every
-        if self._book is not None:
-            self._book.evict()
         telemetry.FINAL_ROWS.inc(len(flushed.final))
         telemetry.RESTATEMENTS.inc(len(flushed.restatements))
-        if self._book is not None:
-            if flushed.restated:
-                telemetry.RESTATED_INTERVALS.labels(self._book.tenant).inc(len(flushed.restated))
-            if self._book.watermark is not None:
-                lag = (_now() - self._book.watermark).total_seconds()
-                telemetry.WATERMARK_LAG.labels(self._book.tenant).set(lag)
-        if flushed.dropped:
-            telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels("beyond_restatement_horizon").inc(
-                len(flushed.dropped)
-            )
-        rows: list[Any] = [*flushed.interval_rows, *flushed.restatements]
-        rows.extend(_beyond_horizon(delta) for delta in flushed.dropped)
+        if flushed.restated:
+            telemetry.RESTATED_INTERVALS.labels(book.tenant).inc(len(flushed.restated))
+        if book.watermark is not None:
+            telemetry.WATERMARK_LAG.labels(book.tenant).set((_now() - book.watermark).total_seconds())
+        if publication.dead_letters:
+            telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels(BEYOND_HORIZON).inc(len(publication.dead_letters))
+        return publication.rows
+
+    def _batches(self, rows: list[PublishedRow]) -> tuple[list[list[PublishedRow]], bool]:
         return ([rows] if rows else []), StatefulBatchLogic.RETAIN
 
-    def on_batch(self, values: list[list[TenantFeed]]) -> tuple[list[list[Any]], bool]:
+    def on_batch(self, values: list[list[TenantFeed]]) -> tuple[list[list[PublishedRow]], bool]:
         now = _now()
         book = self._book_for(values[0][0].tenant)
-        rows: list[list[Any]] = []
+        out: list[list[PublishedRow]] = []
         for feeds in values:
             for value in feeds:
                 for feed in self._order.push(value.arrival, value):
-                    watermark = book.watermark
-                    if watermark is not None and feed.earliest < watermark - self._lateness:
-                        telemetry.LATE_DELIVERIES.labels(feed.tenant).inc()
-                    book.observe(feed.latest, now)
-                    book.apply_all(feed.deltas)
-                    if book.due(now):
-                        rows.extend(self._publish(book.flush(now))[0])
-        return rows, StatefulBatchLogic.RETAIN
+                    rows = self._publish(book, book.receive(feed, now))
+                    if rows:
+                        out.append(rows)
+        return out, StatefulBatchLogic.RETAIN
 
-    def on_notify(self) -> tuple[list[list[Any]], bool]:
+    def on_notify(self) -> tuple[list[list[PublishedRow]], bool]:
         if self._book is None:
             return [], StatefulBatchLogic.RETAIN
-        return self._publish(self._book.flush(_now()))
+        return self._batches(self._publish(self._book, self._book.tick(_now())))
 
-    def on_eof(self) -> tuple[list[list[Any]], bool]:
+    def on_eof(self) -> tuple[list[list[PublishedRow]], bool]:
         if self._book is None:
             return [], StatefulBatchLogic.RETAIN
-        now = _now()
-        if self._drain_at_eof:
-            return self._publish(self._book.drain(now))
-        return self._publish(self._book.flush(now, all_provisional=True))
+        publication = self._book.end_of_input(_now(), drain=self._drain_at_eof)
+        return self._batches(self._publish(self._book, publication))
 
     def notify_at(self) -> datetime | None:
         return self._next_flush
@@ -264,19 +234,3 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[Any], IntervalState
         book = self._book.snapshot() if self._book is not None else self._resume
         assert book is not None
         return (book, self._order.snapshot())
-
-
-def _beyond_horizon(delta: Delta) -> DeadLetter:
-    """A correction too old to restate is not dropped silently: it becomes a dead letter."""
-    key = delta.key
-    detail = (
-        f"{key.metric} {delta.value:+d} for queue {key.queue!r} channel {key.channel} at "
-        f"{key.at.isoformat()} is older than the restatement horizon"
-    )
-    return DeadLetter(
-        reason="beyond_restatement_horizon",
-        detail=detail,
-        raw=detail.encode("utf-8"),
-        received_at=_now(),
-        tenant=delta.tenant,
-    )

@@ -1,4 +1,4 @@
-"""Bytewax sink around ``ClickHouseWriter``: routes each published row to its table.
+"""The Bytewax sink around ``ClickHouseWriter``: each published row to its table(s) (``tables_for``).
 
 Without recovery, a background writer inserts rows (on size, time, or at once for interval rows)
 while the flow goes on. With recovery, rows are written only once Bytewax has committed the epoch
@@ -22,54 +22,16 @@ from clickhouse_connect.driver.client import Client
 
 from stitchboard import telemetry
 from stitchboard.deadletters import DeadLetter
-from stitchboard.rows import (
-    AgentStateRow,
-    ConversationPathRow,
-    ConversationRow,
-    CustomerLinkRow,
-    EngagementRestatementRow,
-    EngagementRow,
-    IntervalRow,
-    RestatementRow,
-)
+from stitchboard.rows import IntervalRow, PublishedRow
 from stitchboard.settings import ClickHouseSettings, KafkaSettings
 from stitchboard.sinks.clickhouse import BackgroundWriter, ClickHouseWriter, Row, latest_versions, to_row
 from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterProducer
 from stitchboard.sinks.recovery_store import CommittedSnapshot, RecoveryStore, StoreUnreadable
-
-PublishedRow = (
-    ConversationRow
-    | IntervalRow
-    | RestatementRow
-    | DeadLetter
-    | AgentStateRow
-    | EngagementRow
-    | CustomerLinkRow
-    | EngagementRestatementRow
-    | ConversationPathRow
-)
+from stitchboard.tables import tables_for
 
 PART = "clickhouse"
 URGENT_TABLES = ("interval_metrics", "interval_published")  # what wallboards wait for (see BackgroundWriter)
 _log = logging.getLogger("stitchboard.sink")
-
-_TABLE_BY_TYPE: dict[type, str] = {
-    ConversationRow: "conversations",
-    RestatementRow: "interval_restatements",
-    DeadLetter: "dead_letters",
-    AgentStateRow: "agent_states",
-    EngagementRow: "engagements",
-    CustomerLinkRow: "customer_links",
-    EngagementRestatementRow: "engagement_restatements",
-    ConversationPathRow: "conversation_paths",
-}
-
-
-def tables_for(row: PublishedRow) -> tuple[str, ...]:
-    """Interval rows go to the current table; final ones also to the immutable published table."""
-    if isinstance(row, IntervalRow):
-        return ("interval_metrics", "interval_published") if row.status == "final" else ("interval_metrics",)
-    return (_TABLE_BY_TYPE[type(row)],)
 
 
 def _is_provisional(row: PublishedRow) -> bool:

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from stitchboard.contributions import ContributionKey, Delta
-from stitchboard.finalisation import FINAL_VERSION, Flushed, IntervalBook, restated_version
+from stitchboard.interval_book import FINAL_VERSION, Flushed, IntervalBook, restated_version
 from stitchboard.rows import IntervalRow
 from stitchboard.settings import TenantSettings, TimingSettings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from stitchboard.contributions import ContributionKey, Delta
-from stitchboard.finalisation import Flushed, IntervalBook
+from stitchboard.interval_book import Flushed, IntervalBook
 from stitchboard.settings import TenantSettings, TimingSettings
 
 TIMING = TimingSettings(

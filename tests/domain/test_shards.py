@@ -10,9 +10,10 @@ import pytest
 from support.events import event
 
 from stitchboard.contributions import ContributionKey
+from stitchboard.deliveries import Delivery, deliveries
 from stitchboard.events import EventType
 from stitchboard.settings import TenantSettings
-from stitchboard.shards import ConversationShard, Delivery, deliveries, shard_of
+from stitchboard.shards import ConversationShard, shard_of
 from stitchboard.stitching.stitch import stitch, stitch_group
 from stitchboard.stitching.store import AddResult, ConversationState
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from support.events import event
 
+from stitchboard.deliveries import Delivery
 from stitchboard.events import CanonicalEvent, EventType
 from stitchboard.settings import TenantSettings
-from stitchboard.shards import ConversationShard, Delivery
+from stitchboard.shards import ConversationShard
 from stitchboard.stitching.store import AddResult
 
 TENANT = TenantSettings()

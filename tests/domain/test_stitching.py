@@ -12,10 +12,11 @@ import pytest
 from support.events import T0, event
 
 from stitchboard.contributions import ContributionKey, Delta
+from stitchboard.deliveries import Delivery
 from stitchboard.events import CanonicalEvent, CustomerIds, EventType
 from stitchboard.metrics import contributions
 from stitchboard.settings import TenantSettings
-from stitchboard.shards import ConversationShard, Delivery
+from stitchboard.shards import ConversationShard
 from stitchboard.stitching.row import conversation_row
 from stitchboard.stitching.stitch import CONFLICT_REASON, StitchOutcome, stitch
 from stitchboard.stitching.store import AddResult, ConversationState

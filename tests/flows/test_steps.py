@@ -5,11 +5,11 @@ from __future__ import annotations
 from bytewax.operators import StatefulLogic
 from support.events import chat_event as event
 
+from stitchboard.deliveries import Delivery
 from stitchboard.events import CanonicalEvent, EventType
 from stitchboard.flows.steps import IntervalStep, StitchedBatch, StitchStep
 from stitchboard.rows import IntervalRow
 from stitchboard.settings import Settings, TimingSettings
-from stitchboard.shards import Delivery
 
 
 def step(retention: int, stale: int) -> StitchStep:

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stitchboard import adapters
 from stitchboard.deadletters import DeadLetter
 from stitchboard.events import EventType
-from stitchboard.finalisation import FINAL_VERSION
+from stitchboard.interval_book import FINAL_VERSION
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.reconcile import compare
 from stitchboard.synthetic.dataset import Dataset, build_dataset

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from stitchboard.contributions import ContributionKey, Delta
+from stitchboard.contributions import ContributionKey, Delta, TenantFeed
 from stitchboard.flows.steps import IntervalStep
 from stitchboard.rows import IntervalRow
 from stitchboard.settings import Settings
-from stitchboard.shards import TenantFeed
 
 AT = datetime(2026, 3, 29, 8, 5, tzinfo=UTC)
 

@@ -1,12 +1,19 @@
 """The per-tenant interval book: sums contribution deltas into local-time intervals and publishes
 provisional, final and restated figures.
 
+Its protocol is three calls, each returning a ``Publication`` (rows and dead letters to publish):
+``receive`` one stitched delivery's deltas (``TenantFeed``, in arrival order) at system time
+``now``, ``tick`` on a timer, and ``end_of_input``. A stream step only hosts them (keyed by
+tenant, with arrival order restored by ``stitchboard.ordering``); ``observe``, ``apply``,
+``flush``, ``drain`` and ``evict`` are the finer steps they are made of.
+
 A bucket is one (interval length, queue, channel, interval start). It is open until the tenant
 watermark reaches ``end + allowed_lateness``; then it is published once as ``final`` and its figures
 are frozen as published. A delta that lands in a final bucket later (within the restatement horizon)
 becomes a correction, published at the next flush as a full ``restated`` row plus one
 ``RestatementRow`` per changed metric. Deltas whose instant is older than ``watermark - horizon`` are
-dropped, counted and handed back in ``Flushed.dropped`` so the caller can dead-letter them.
+dropped, counted and handed back in ``Flushed.dropped``; the protocol publishes each as a dead
+letter (``beyond_horizon``), so no correction is dropped silently.
 
 Choices worth knowing:
 
@@ -34,7 +41,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from stitchboard.contributions import ContributionKey, Delta
+from stitchboard.contributions import ContributionKey, Delta, TenantFeed
+from stitchboard.deadletters import DeadLetter
 from stitchboard.intervals import interval_of
 from stitchboard.rows import IntervalRow, IntervalStatus, RestatementRow
 from stitchboard.settings import TenantSettings, TimingSettings
@@ -43,6 +51,7 @@ from stitchboard.watermark import TenantWatermark
 BucketKey = tuple[int, str, str, datetime]  # (interval minutes, queue, channel, interval start UTC)
 FINAL_VERSION = 1 << 32
 SNAPSHOT_FORMAT = 1
+BEYOND_HORIZON = "beyond_restatement_horizon"  # the dead-letter reason of a too-old correction
 
 
 def restated_version(restatement_seq: int) -> int:
@@ -63,6 +72,38 @@ class Flushed:
     @property
     def interval_rows(self) -> list[IntervalRow]:
         return [*self.provisional, *self.final, *self.restated]
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """What one call of the book's protocol publishes; ``flushed`` is None when nothing was due."""
+
+    flushed: Flushed | None = None
+    dead_letters: list[DeadLetter] = field(default_factory=list)  # corrections beyond the horizon
+    late: bool = False  # the delivery's earliest event was older than watermark - allowed lateness
+
+    @property
+    def rows(self) -> list[IntervalRow | RestatementRow | DeadLetter]:
+        """Everything to write: interval rows, restatements, dead letters."""
+        if self.flushed is None:
+            return list(self.dead_letters)
+        return [*self.flushed.interval_rows, *self.flushed.restatements, *self.dead_letters]
+
+
+def beyond_horizon(delta: Delta, now: datetime) -> DeadLetter:
+    """A correction too old to restate is not dropped silently: it becomes a dead letter."""
+    key = delta.key
+    detail = (
+        f"{key.metric} {delta.value:+d} for queue {key.queue!r} channel {key.channel} at "
+        f"{key.at.isoformat()} is older than the restatement horizon"
+    )
+    return DeadLetter(
+        reason=BEYOND_HORIZON,
+        detail=detail,
+        raw=detail.encode("utf-8"),
+        received_at=now,
+        tenant=delta.tenant,
+    )
 
 
 @dataclass(slots=True)
@@ -133,6 +174,35 @@ class IntervalBook:
     @property
     def open_bucket_count(self) -> int:
         return len(self._open)
+
+    def receive(self, feed: TenantFeed, now: datetime) -> Publication:
+        """One stitched delivery, in arrival order, at system time ``now``.
+
+        Lateness is judged on the delivery's earliest event time against the watermark before it
+        (a late delivery is counted, and still applied); its latest event time moves the watermark;
+        its deltas are applied; then whatever is due is published. Flushing after every delivery
+        keeps finalisation and restatements a function of the input order alone.
+        """
+        watermark = self._watermark.value
+        late = watermark is not None and feed.earliest < watermark - self._lateness
+        self.observe(feed.latest, now)
+        self.apply_all(feed.deltas)
+        if not self.due(now):
+            return Publication(late=late)
+        return self._publication(self.flush(now), now, late)
+
+    def tick(self, now: datetime) -> Publication:
+        """A timer: an idle tenant's watermark moves on, and throttled provisional rows go out."""
+        return self._publication(self.flush(now), now)
+
+    def end_of_input(self, now: datetime, *, drain: bool) -> Publication:
+        """The input ended: ``drain`` finalises every interval (a bounded replay); otherwise every
+        pending provisional change is published now."""
+        return self._publication(self.drain(now) if drain else self.flush(now, all_provisional=True), now)
+
+    def _publication(self, flushed: Flushed, now: datetime, late: bool = False) -> Publication:
+        self.evict()
+        return Publication(flushed, [beyond_horizon(delta, now) for delta in flushed.dropped], late)
 
     def observe(self, event_time: datetime, now: datetime) -> None:
         """Feed an event time (seen at system time ``now``) to the tenant watermark."""

@@ -1,0 +1,58 @@
+"""What one accepted record becomes: its agent presence rows and its deliveries.
+
+A *delivery* is the events one record carries for one conversation; it is stitched as one group
+(``stitchboard.shards``). Agent presence events belong to no conversation and become
+``agent_states`` rows directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stitchboard.events import CanonicalEvent, EventType
+from stitchboard.rows import AgentStateRow
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The events one raw record carries for one conversation: stitched as one group."""
+
+    tenant: str
+    conversation_id: str
+    events: tuple[CanonicalEvent, ...]
+
+
+def deliveries(events: Sequence[CanonicalEvent]) -> list[Delivery]:
+    """Group a record's conversation events by conversation, in order of first appearance.
+
+    Agent presence events (no conversation) are not deliveries; callers route them first.
+    """
+    groups: dict[tuple[str, str], list[CanonicalEvent]] = {}
+    for event in events:
+        if event.event_type is EventType.AGENT_STATE_CHANGED or event.conversation_id is None:
+            raise ValueError(f"{event.event_type.value} event {event.event_id} belongs to no conversation")
+        groups.setdefault((event.tenant, event.conversation_id), []).append(event)
+    return [Delivery(tenant, conversation, tuple(group)) for (tenant, conversation), group in groups.items()]
+
+
+def agent_state_row(event: CanonicalEvent) -> AgentStateRow:
+    """The ``agent_states`` row of an agent presence event."""
+    return AgentStateRow(
+        tenant=event.tenant,
+        agent=event.agent or "",
+        state=str(event.attributes.get("state", "")),
+        at=event.event_time,
+        event_id=event.event_id,
+    )
+
+
+def split_record(events: Sequence[CanonicalEvent]) -> list[AgentStateRow | Delivery]:
+    """A record's agent presence rows, then its conversation events grouped into deliveries."""
+    presence = [
+        agent_state_row(event) for event in events if event.event_type is EventType.AGENT_STATE_CHANGED
+    ]
+    if not presence:
+        return list(deliveries(events))
+    conversational = [event for event in events if event.event_type is not EventType.AGENT_STATE_CHANGED]
+    return [*presence, *deliveries(conversational)]
