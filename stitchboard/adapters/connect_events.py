@@ -22,15 +22,8 @@ from datetime import datetime
 from typing import Any
 
 from stitchboard.adapters import connect
-from stitchboard.adapters.envelope import (
-    NO_CUSTOMER_IDS,
-    EventBuilder,
-    Fields,
-    check_order,
-    check_tenant,
-    choose,
-    millis,
-)
+from stitchboard.adapters.event_builder import NO_CUSTOMER_IDS, EventBuilder
+from stitchboard.adapters.fields import Fields, check_order, check_tenant, choose, millis
 from stitchboard.deadletters import AdapterError
 from stitchboard.events import CanonicalEvent, Channel, Direction, EventType
 

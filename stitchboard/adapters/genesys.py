@@ -23,17 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from stitchboard.adapters.envelope import (
-    NO_CUSTOMER_IDS,
-    EventBuilder,
-    Fields,
-    agent_state_events,
-    check_order,
-    check_tenant,
-    choose,
-    customer_ids,
-    millis,
-)
+from stitchboard.adapters.event_builder import NO_CUSTOMER_IDS, EventBuilder, agent_state_events, customer_ids
+from stitchboard.adapters.fields import Fields, check_order, check_tenant, choose, millis
 from stitchboard.deadletters import AdapterError
 from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction, EventType
 

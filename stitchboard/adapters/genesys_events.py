@@ -24,14 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stitchboard.adapters import genesys
-from stitchboard.adapters.envelope import (
-    NO_CUSTOMER_IDS,
-    EventBuilder,
-    Fields,
-    check_tenant,
-    choose,
-    customer_ids,
-)
+from stitchboard.adapters.event_builder import NO_CUSTOMER_IDS, EventBuilder, customer_ids
+from stitchboard.adapters.fields import Fields, check_tenant, choose
 from stitchboard.deadletters import AdapterError
 from stitchboard.events import (
     EARLIEST_EVENT_TIME,

@@ -11,17 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from stitchboard.adapters.envelope import (
-    EventBuilder,
-    Fields,
-    agent_state_events,
-    check_order,
-    check_tenant,
-    choose,
-    customer_ids,
-    millis,
-    parse_time,
-)
+from stitchboard.adapters.event_builder import EventBuilder, agent_state_events, customer_ids
+from stitchboard.adapters.fields import Fields, check_order, check_tenant, choose, millis, parse_time
 from stitchboard.deadletters import AdapterError
 from stitchboard.events import CanonicalEvent, Channel, Direction, EventType
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from stitchboard.adapters import connect, genesys, webhook
-from stitchboard.adapters.envelope import stable_id
+from stitchboard.adapters.event_builder import stable_id
 from stitchboard.events import Channel, Direction
 from stitchboard.synthetic.scenario import SimAgentState, SimConversation, SimLeg
 from stitchboard.synthetic.streams import ConnectContact, render_stream

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from stitchboard.adapters.envelope import stable_id
+from stitchboard.adapters.event_builder import stable_id
 from stitchboard.events import Channel, Direction
 from stitchboard.synthetic.scenario import SimConversation, SimLeg
 

@@ -24,7 +24,7 @@ from clickhouse_connect.driver.client import Client
 
 from stitchboard import telemetry
 from stitchboard.adapters import ADAPTERS
-from stitchboard.adapters.envelope import parse_time
+from stitchboard.adapters.fields import parse_time
 from stitchboard.app.runner import make_flow
 from stitchboard.deadletters import AdapterError
 from stitchboard.metrics import METRIC_NAMES
