@@ -46,7 +46,7 @@ from stitchboard.deadletters import DeadLetter
 from stitchboard.intervals import interval_of
 from stitchboard.rows import IntervalRow, IntervalStatus, RestatementRow
 from stitchboard.settings import TenantSettings, TimingSettings
-from stitchboard.watermark import TenantWatermark
+from stitchboard.watermark import TenantWatermark, complete_before
 
 BucketKey = tuple[int, str, str, datetime]  # (interval minutes, queue, channel, interval start UTC)
 FINAL_VERSION = 1 << 32
@@ -184,7 +184,7 @@ class IntervalBook:
         keeps finalisation and restatements a function of the input order alone.
         """
         watermark = self._watermark.value
-        late = watermark is not None and feed.earliest < watermark - self._lateness
+        late = watermark is not None and feed.earliest < complete_before(watermark, self._lateness)
         self.observe(feed.latest, now)
         self.apply_all(feed.deltas)
         if not self.due(now):
@@ -267,7 +267,7 @@ class IntervalBook:
         ``all_provisional`` (end of an input) asks for every pending change now.
         """
         watermark = self._watermark.advance(now)
-        final = [] if watermark is None else self._finalise(watermark - self._lateness)
+        final = [] if watermark is None else self._finalise(complete_before(watermark, self._lateness))
         provisional: list[IntervalRow] = []
         last = self._last_provisional_at
         due = all_provisional or last is None or now - last >= self._provisional_every
@@ -288,7 +288,7 @@ class IntervalBook:
             return True
         watermark = self._watermark.advance(now)
         if watermark is not None:
-            if self._open and self._open[0][0] <= watermark - self._lateness:
+            if self._open and self._open[0][0] <= complete_before(watermark, self._lateness):
                 return True
             if self._closed and self._closed[0][0] <= watermark - self._horizon:
                 return True

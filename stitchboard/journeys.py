@@ -10,7 +10,8 @@ is in the tenant's resolved set). FCR is provisional until the window closes, th
 still open. Each conversation row (any version) updates its contact and recomputes the engagements
 of the customers it touches from scratch, then publishes only what changed: recomputing instead of
 patching is what makes late links, changed intents and out-of-order versions come out the same.
-Customers whose last contact started more than the window before the event-time watermark are
+Customers whose last contact started more than the window before the point the watermark says is
+complete (``complete_before``: event-time watermark minus allowed lateness) are
 finalised and evicted, identifiers included, so state stays bounded.
 
 State per open conversation is kept small (it is held for the whole window): published engagements
@@ -39,6 +40,7 @@ from stitchboard.rows import (
     JourneyRow,
 )
 from stitchboard.settings import JourneySettings, TenantSettings, TimingSettings
+from stitchboard.watermark import complete_before, event_time_watermark
 
 UNLINKED = "conversation:"  # customer handle prefix of a contact that is an engagement of its own
 IDENTITY_MERGE = "identity_merge"
@@ -194,13 +196,6 @@ class Published:
         return len(self.contacts) == 1 and self.contacts[0].resolved
 
 
-def watermark_of(max_event_time: datetime | None, timing: TimingSettings) -> datetime | None:
-    """Event time below which a tenant's contacts are taken as complete."""
-    if max_event_time is None:
-        return None
-    return max_event_time - timing.out_of_orderness - timing.allowed_lateness
-
-
 class TenantJourneys:
     """One tenant's identity graph and open customers; ``apply`` one conversation row at a time.
 
@@ -223,7 +218,7 @@ class TenantJourneys:
         self._published: dict[str, tuple[Published, ...]] = {}  # in publication order
         self._final_unlinked: set[str] = set()  # unlinked contacts published final (evicted at once)
         self._path_digests: dict[str, int] = {}  # conversation id -> path_digest of its published path
-        # (start, conversation id), a heap: a window closes when start + window < watermark; the
+        # (start, conversation id), a heap: a window closes when start + window < complete_before; the
         # start is the contact's own datetime, so an entry costs only its tuple
         self._deadlines: list[tuple[datetime, str]] = []
         self._max_event_time: datetime | None = None
@@ -233,8 +228,13 @@ class TenantJourneys:
         self.too_late = 0  # rows of conversations whose customer's window had already closed
 
     @property
-    def watermark(self) -> datetime | None:
-        return watermark_of(self._max_event_time, self._timing)
+    def complete_before(self) -> datetime | None:
+        """Event time before which the tenant's contacts are taken as complete (``stitchboard.watermark``),
+        from the latest event time seen in conversation rows; None before the first."""
+        if self._max_event_time is None:
+            return None
+        watermark = event_time_watermark(self._max_event_time, self._timing.out_of_orderness)
+        return complete_before(watermark, self._timing.allowed_lateness)
 
     @property
     def customers(self) -> int:
@@ -296,8 +296,8 @@ class TenantJourneys:
         known = self._contacts.get(row.conversation_id)
         if known is not None and row.version <= known.version:
             return []
-        watermark = self.watermark
-        if known is None and watermark is not None and row.started_at + self._window < watermark:
+        complete = self.complete_before
+        if known is None and complete is not None and row.started_at + self._window < complete:
             self.too_late += 1
             return []
         self._observe(row.started_at)
@@ -341,12 +341,12 @@ class TenantJourneys:
 
     def advance(self, now: datetime) -> list[JourneyRow]:
         """Finalise engagements whose window closed and evict customers with no open window."""
-        watermark = self.watermark
+        complete = self.complete_before
         out: list[JourneyRow] = []
-        if watermark is None:
+        if complete is None:
             return out
         seen: set[str] = set()
-        horizon = watermark - self._window  # start + window < watermark <=> start < horizon
+        horizon = complete - self._window  # start + window < complete <=> start < horizon
         while self._deadlines and self._deadlines[0][0] < horizon:
             _, conversation_id = heapq.heappop(self._deadlines)
             if conversation_id not in self._contacts:
@@ -357,7 +357,7 @@ class TenantJourneys:
             seen.add(customer)
             out.extend(self._publish(customer, now, merged=False))
             members = self._members_of(customer)
-            if all(self._contacts[c].started_at + self._window < watermark for c in members):
+            if all(self._contacts[c].started_at + self._window < complete for c in members):
                 self._evict(customer)
         return out
 
@@ -392,7 +392,7 @@ class TenantJourneys:
         engagements = build_engagements((self._contacts[c] for c in members), self._window)
         root = "" if customer.startswith(UNLINKED) else customer
         key = self._customer_key(root)
-        watermark = self.watermark
+        complete = self.complete_before
         out: list[JourneyRow] = []
         published: dict[str, EngagementRow] = {
             record.engagement_id: self._published_row(record, key if record.root == root else None, now)
@@ -401,7 +401,7 @@ class TenantJourneys:
         current: list[Published] = []
         for engagement in engagements:
             status: EngagementStatus = (
-                "final" if watermark is not None and engagement.window_end < watermark else "provisional"
+                "final" if complete is not None and engagement.window_end < complete else "provisional"
             )
             row = self._engagement_row(engagement, key, status, now)
             out.extend(self._restatements(row, published, merged, now))
@@ -458,7 +458,7 @@ class TenantJourneys:
                 corrected_contacts=row.contacts,
                 reason=IDENTITY_MERGE if merged else LATE_CHANGE,
                 restatement_seq=self._restatement_seq,
-                watermark=self.watermark,
+                watermark=self.complete_before,
                 restated_at=now,
             )
         ]

@@ -166,7 +166,7 @@ class EngagementRestatementRow:
     corrected_contacts: int
     reason: str  # identity_merge | late_change
     restatement_seq: int  # 1, 2, ... per tenant; replays reproduce it
-    watermark: datetime | None
+    watermark: datetime | None  # the journeys' ``complete_before`` (watermark - allowed lateness)
     restated_at: datetime
 
 

@@ -1,7 +1,9 @@
-"""A tenant-level event-time watermark with an idle fallback.
+"""The event-time watermark: its one definition, and a tenant-level tracker with an idle fallback.
 
-Bytewax 0.21 keeps watermarks per key and has no allowed lateness, so interval finalisation keeps
-its own: watermark = max event time seen - out-of-orderness. A tenant that goes quiet would never
+Bytewax 0.21 keeps watermarks per key and has no allowed lateness, so Stitchboard keeps its own:
+watermark = max event time seen - out-of-orderness (``event_time_watermark``); what lies more than
+the allowed lateness before it is complete (``complete_before``): intervals ending by then are
+final, and journeys' windows closing by then are final. A tenant that goes quiet would never
 finalise its last intervals, so once no newer event time has been observed for ``idle_advance`` of
 system time, the watermark moves on with the system time elapsed since that observation (event time
 is assumed to keep flowing like wall time). It never moves backwards. The caller passes system time
@@ -15,6 +17,16 @@ from datetime import datetime, timedelta
 from stitchboard.settings import TimingSettings
 
 WatermarkState = tuple[datetime | None, datetime | None, datetime | None]
+
+
+def event_time_watermark(max_event_time: datetime, out_of_orderness: timedelta) -> datetime:
+    """The watermark: the latest event time seen minus the out-of-orderness allowed for."""
+    return max_event_time - out_of_orderness
+
+
+def complete_before(watermark: datetime, allowed_lateness: timedelta) -> datetime:
+    """Event time before which figures are taken as complete: the watermark minus the allowed lateness."""
+    return watermark - allowed_lateness
 
 
 class TenantWatermark:
@@ -58,7 +70,7 @@ class TenantWatermark:
         _require_aware(now)
         if self._max_event_time is None or self._last_progress_at is None:
             return self._floor
-        candidate = self._max_event_time - self._out_of_orderness
+        candidate = event_time_watermark(self._max_event_time, self._out_of_orderness)
         idle_for = now - self._last_progress_at
         if idle_for >= self._idle_advance:
             candidate += idle_for

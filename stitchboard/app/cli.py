@@ -77,8 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    from stitchboard.kpi_summary import format_summary, read_summary
     from stitchboard.sinks.clickhouse import connect
-    from stitchboard.summary import format_summary, read_summary
 
     settings = _load_settings(args.config)
     client = connect(args.dsn or settings.clickhouse.dsn)

@@ -8,9 +8,9 @@ import time
 from datetime import date
 from pathlib import Path
 
+from stitchboard.kpi_summary import format_summary, read_summary
 from stitchboard.reconcile import compare, read_figures
 from stitchboard.settings import ClickHouseSettings
-from stitchboard.summary import format_summary, read_summary
 from stitchboard.synthetic.dataset import DEMO_TENANTS, build_dataset, write_dataset
 from stitchboard.synthetic.truth import interval_truth
 

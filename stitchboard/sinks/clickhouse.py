@@ -37,7 +37,7 @@ def init_db(client: Client, database: str = tables.DEFAULT_DATABASE) -> None:
         client.command(statement)
 
 
-def to_row(table: str, row: object) -> Row:
+def to_columns(table: str, row: object) -> Row:
     """Column tuple of one row in ``tables.columns(table)`` order.
 
     Dataclass fields map by name; an ``IntervalRow.metrics`` dict fills the metric columns
@@ -151,7 +151,7 @@ class ClickHouseWriter:
 
     def add(self, table: str, rows: Sequence[object]) -> None:
         """Buffer rows (dataclasses or column tuples) for ``table``; may insert synchronously."""
-        converted = [to_row(table, row) for row in rows]
+        converted = [to_columns(table, row) for row in rows]
         buffer = self._buffers.setdefault(table, [])
         buffer.extend(converted)
         if self.buffered_rows >= self.max_buffered_rows:
@@ -277,7 +277,7 @@ class BackgroundWriter:
 
     def add(self, table: str, rows: Sequence[object]) -> None:
         """Buffer rows (dataclasses or column tuples) for ``table``; blocks only for back-pressure."""
-        converted = [to_row(table, row) for row in rows]
+        converted = [to_columns(table, row) for row in rows]
         if not converted:
             return
         with self._cond:

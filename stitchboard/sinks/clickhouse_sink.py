@@ -24,7 +24,7 @@ from stitchboard import telemetry
 from stitchboard.deadletters import DeadLetter
 from stitchboard.rows import IntervalRow, PublishedRow
 from stitchboard.settings import ClickHouseSettings, KafkaSettings
-from stitchboard.sinks.clickhouse import BackgroundWriter, ClickHouseWriter, Row, latest_versions, to_row
+from stitchboard.sinks.clickhouse import BackgroundWriter, ClickHouseWriter, Row, latest_versions, to_columns
 from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterProducer
 from stitchboard.sinks.recovery_store import CommittedSnapshot, RecoveryStore, StoreUnreadable
 from stitchboard.tables import tables_for
@@ -84,7 +84,7 @@ class _EpochRows:
 
     def add(self, values: list[PublishedRow]) -> None:
         for table, rows in _by_table(values).items():
-            self._rows.setdefault(table, []).extend(to_row(table, row) for row in rows)
+            self._rows.setdefault(table, []).extend(to_columns(table, row) for row in rows)
 
     def close(self) -> dict[str, list[Row]]:
         return {table: latest_versions(table, rows) for table, rows in self._rows.items() if rows}

@@ -11,7 +11,7 @@ from support.rows import conversation_row
 from stitchboard.deadletters import DeadLetter
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.rows import ConversationRow, IntervalRow, RestatementRow
-from stitchboard.sinks.clickhouse import BackgroundWriter, ClickHouseWriter, to_row
+from stitchboard.sinks.clickhouse import BackgroundWriter, ClickHouseWriter, to_columns
 
 T0 = datetime(2026, 3, 29, 0, 45, tzinfo=UTC)
 
@@ -103,7 +103,7 @@ def test_conversations_keep_the_highest_version(chdb_client: Client, fresh_datab
     writer.add("conversations", [ended])
     writer.close()
     rows = select_final(chdb_client, fresh_database, "conversations")
-    assert rows == [to_row("conversations", ended), to_row("conversations", conversation("c2"))]
+    assert rows == [to_columns("conversations", ended), to_columns("conversations", conversation("c2"))]
     assert (writer.batches, writer.rows) == (1, 4)
 
 
@@ -121,7 +121,7 @@ def test_interval_rows_round_trip_and_replays_do_not_change_figures(
     writer.flush()
     assert select_final(chdb_client, fresh_database, "interval_metrics") == before
     published = select_final(chdb_client, fresh_database, "interval_published")
-    assert published == before == [to_row("interval_metrics", final)]
+    assert published == before == [to_columns("interval_metrics", final)]
     figures = dict(zip(METRIC_NAMES, before[0][-len(METRIC_NAMES) :], strict=True))
     assert figures == {name: final.metrics.get(name, 0) for name in METRIC_NAMES}
     assert before[0][4] == T0
@@ -135,7 +135,7 @@ def test_restatements_deduplicate_by_interval_metric_and_sequence(
     writer.add("interval_restatements", [restatement(1, 5)])
     writer.flush()
     rows = select_final(chdb_client, fresh_database, "interval_restatements")
-    assert rows == [to_row("interval_restatements", restatement(s, c)) for s, c in ((1, 5), (2, 6))]
+    assert rows == [to_columns("interval_restatements", restatement(s, c)) for s, c in ((1, 5), (2, 6))]
 
 
 def test_dead_letters_keep_raw_bytes_and_deduplicate(chdb_client: Client, fresh_database: str) -> None:
@@ -160,11 +160,11 @@ def test_agent_states_accept_column_tuples(chdb_client: Client, fresh_database: 
 
 def test_rows_that_do_not_fit_the_table_are_rejected_at_add() -> None:
     with pytest.raises(ValueError, match="no_such_metric"):
-        to_row("interval_metrics", interval(no_such_metric=1))
+        to_columns("interval_metrics", interval(no_such_metric=1))
     with pytest.raises(ValueError, match="expected 5 values"):
-        to_row("agent_states", ("acme", "a1"))
+        to_columns("agent_states", ("acme", "a1"))
     with pytest.raises(ValueError, match="has no value"):
-        to_row("conversations", interval())
+        to_columns("conversations", interval())
 
 
 def test_transient_failures_are_retried_with_backoff(chdb_client: Client, fresh_database: str) -> None:

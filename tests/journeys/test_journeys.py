@@ -12,7 +12,6 @@ from stitchboard.journeys import (
     Contact,
     TenantJourneys,
     build_engagements,
-    watermark_of,
 )
 from stitchboard.rows import (
     ConversationPathRow,
@@ -115,9 +114,11 @@ def test_contacts_without_intent_are_engagements_of_their_own() -> None:
     assert unresolved.resolving_agent == ""
 
 
-def test_watermark_subtracts_out_of_orderness_and_allowed_lateness() -> None:
-    assert watermark_of(T0, TIMING) == T0 - timedelta(seconds=660)
-    assert watermark_of(None, TIMING) is None
+def test_contacts_are_complete_before_the_watermark_minus_the_allowed_lateness() -> None:
+    state = journeys()
+    assert state.complete_before is None
+    state.apply(row("c1", T0), NOW)
+    assert state.complete_before == T0 + timedelta(minutes=10) - timedelta(seconds=660)  # from its end
 
 
 def test_repeat_contact_turns_provisional_fcr_off_and_versions_increase() -> None:
@@ -219,9 +220,9 @@ def test_windows_close_on_the_watermark_then_customers_are_evicted() -> None:
     assert state.contacts == state.customers
     finals = [r for r in engagements(out) if r.status == "final"]
     assert [r.engagement_id for r in finals][:3] == ["c0", "c1", "c2"]
-    assert all(r.window_end < (state.watermark or T0) for r in finals)
+    assert all(r.window_end < (state.complete_before or T0) for r in finals)
     assert {r.engagement_id for r in finals} == {
-        f"c{d}" for d in range(30) if T0 + timedelta(days=d) + WEEK < (state.watermark or T0)
+        f"c{d}" for d in range(30) if T0 + timedelta(days=d) + WEEK < (state.complete_before or T0)
     }
     size = len(pickle.dumps(state))
     for day in range(30, 60):
