@@ -17,7 +17,8 @@ from stitchboard.flows.contact_centre import RecordInput, build_flow
 from stitchboard.flows.sources import Progress, ReplayFileSource, kafka_input
 from stitchboard.settings import Settings
 from stitchboard.sinks.clickhouse import connect, init_db
-from stitchboard.sinks.clickhouse_sink import ClickHouseSink, KafkaDeadLetterSink
+from stitchboard.sinks.clickhouse_sink import ClickHouseSink
+from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterSink
 
 _log = logging.getLogger("stitchboard.runner")
 

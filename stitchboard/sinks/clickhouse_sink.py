@@ -17,15 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from clickhouse_connect.driver.client import Client
 
 from stitchboard import telemetry
-from stitchboard.deadletters import DeadLetter
 from stitchboard.rows import IntervalRow, PublishedRow
-from stitchboard.settings import ClickHouseSettings, KafkaSettings
+from stitchboard.settings import ClickHouseSettings
 from stitchboard.sinks.clickhouse import BackgroundWriter, ClickHouseWriter, Row, latest_versions, to_columns
-from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterProducer
 from stitchboard.sinks.recovery_store import CommittedSnapshot, RecoveryStore, StoreUnreadable
 from stitchboard.tables import tables_for
 
@@ -334,27 +332,3 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
         except Exception as exc:  # the rows stay in the committed snapshot: the next start writes them
             raise RuntimeError("writing the last epoch to ClickHouse failed") from exc
         return written
-
-
-class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
-    def __init__(self, producer: KafkaDeadLetterProducer) -> None:
-        self._producer = producer
-
-    def write_batch(self, items: list[DeadLetter]) -> None:
-        for letter in items:
-            self._producer.produce(letter)
-        self._producer.flush()
-
-    def close(self) -> None:
-        self._producer.close()
-
-
-class KafkaDeadLetterSink(DynamicSink[DeadLetter]):
-    """Dead letters to their Kafka topic; each batch is flushed (delivered) before the epoch ends."""
-
-    def __init__(self, settings: KafkaSettings) -> None:
-        self._settings = settings
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterPartition:
-        s = self._settings
-        return _DeadLetterPartition(KafkaDeadLetterProducer(s.brokers, s.dead_letter_topic, s.extra_config))

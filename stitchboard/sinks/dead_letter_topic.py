@@ -1,4 +1,5 @@
-"""Dead letters to a Kafka topic, so rejected input can be inspected and replayed by other tools.
+"""The dead-letter topic: rejected input, for other tools to inspect and replay; its record format,
+producer and Bytewax sink.
 
 Value: JSON ``{reason, detail, tenant, source, origin, received_at, raw_base64}`` (the original bytes
 survive any encoding). Headers repeat ``reason``, ``tenant`` and ``source`` so consumers can route
@@ -12,9 +13,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import orjson
-from confluent_kafka import KafkaError, Message, Producer
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from stitchboard.deadletters import DeadLetter
+from stitchboard.settings import KafkaSettings
+from stitchboard.sinks.kafka import KafkaWriter
 
 
 def encode(letter: DeadLetter) -> bytes:
@@ -44,12 +47,8 @@ def decode(value: bytes) -> DeadLetter:
     )
 
 
-class DeadLetterDeliveryError(RuntimeError):
-    """The broker did not acknowledge some dead letters; they must not be reported as kept."""
-
-
 class KafkaDeadLetterProducer:
-    """Produces dead letters; ``flush``/``close`` raise if any were not delivered."""
+    """Produces dead letters; ``flush``/``close`` raise ``KafkaDeliveryError`` if any were not delivered."""
 
     def __init__(
         self,
@@ -59,19 +58,17 @@ class KafkaDeadLetterProducer:
         *,
         flush_timeout_seconds: float = 30.0,
     ) -> None:
-        servers = brokers if isinstance(brokers, str) else ",".join(brokers)
-        config: dict[str, str | int | bool] = {
-            "bootstrap.servers": servers,
-            "enable.idempotence": True,
-            "compression.type": "zstd",
-        }
-        config.update(extra_config or {})
         self.topic = topic
         self.flush_timeout_seconds = flush_timeout_seconds
-        self._producer = Producer(config)
-        self._errors: list[KafkaError] = []
-        self.produced = 0
-        self.delivered = 0
+        self._writer = KafkaWriter(brokers, extra_config, full_queue_wait_seconds=0.5)
+
+    @property
+    def produced(self) -> int:
+        return self._writer.produced
+
+    @property
+    def delivered(self) -> int:
+        return self._writer.delivered
 
     def produce(self, letter: DeadLetter) -> None:
         headers = [
@@ -79,32 +76,34 @@ class KafkaDeadLetterProducer:
             ("tenant", letter.tenant.encode()),
             ("source", letter.source.encode()),
         ]
-        while True:
-            try:
-                self._producer.produce(
-                    self.topic,
-                    value=encode(letter),
-                    key=letter.tenant.encode(),
-                    headers=headers,
-                    on_delivery=self._on_delivery,
-                )
-                break
-            except BufferError:
-                self._producer.poll(0.5)
-        self.produced += 1
-        self._producer.poll(0)
+        self._writer.send(self.topic, encode(letter), key=letter.tenant.encode(), headers=headers)
 
     def flush(self) -> None:
-        remaining = self._producer.flush(self.flush_timeout_seconds)
-        if remaining or self._errors:
-            errors, self._errors = self._errors, []
-            raise DeadLetterDeliveryError(f"{remaining} dead letters undelivered, errors: {errors}")
+        self._writer.flush(self.flush_timeout_seconds)
 
     def close(self) -> None:
         self.flush()
 
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._errors.append(error)
-        else:
-            self.delivered += 1
+
+class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
+    def __init__(self, producer: KafkaDeadLetterProducer) -> None:
+        self._producer = producer
+
+    def write_batch(self, items: list[DeadLetter]) -> None:
+        for letter in items:
+            self._producer.produce(letter)
+        self._producer.flush()
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+class KafkaDeadLetterSink(DynamicSink[DeadLetter]):
+    """Dead letters to their Kafka topic; each batch is flushed (delivered) before the epoch ends."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterPartition:
+        s = self._settings
+        return _DeadLetterPartition(KafkaDeadLetterProducer(s.brokers, s.dead_letter_topic, s.extra_config))

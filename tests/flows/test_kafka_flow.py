@@ -18,8 +18,8 @@ from stitchboard.flows.sources import kafka_input
 from stitchboard.reconcile import compare, read_figures
 from stitchboard.settings import ClickHouseSettings, KafkaSettings
 from stitchboard.sinks.clickhouse import connect, init_db
-from stitchboard.sinks.clickhouse_sink import ClickHouseSink, KafkaDeadLetterSink
-from stitchboard.sinks.dead_letter_topic import decode
+from stitchboard.sinks.clickhouse_sink import ClickHouseSink
+from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterSink, decode
 from stitchboard.sinks.kafka import produce_records
 from stitchboard.synthetic.dataset import DEMO_TENANTS, build_dataset
 from stitchboard.synthetic.truth import interval_truth
