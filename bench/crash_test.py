@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from infra.helpers import Kafka, free_port, tansu_broker
 from recovery.crash_harness import CrashPlan, crash_and_recover, expected_of, problems_of
 
 from stitchboard.sinks.kafka import produce_records
 from stitchboard.synthetic.dataset import DEMO_TENANTS, build_dataset
+from stitchboard.testing.broker import Kafka, free_port, tansu_broker
 
 
 def _say(message: str) -> None:

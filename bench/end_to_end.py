@@ -16,12 +16,13 @@ from pathlib import Path
 from bytewax.testing import run_main
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from bench.common import Result, check_stitched, create_topic, main, say, tansu
+from bench.common import Result, check_stitched, main, say
 from stitchboard import adapters
 from stitchboard.app.runner import make_flow
 from stitchboard.settings import ClickHouseSettings, KafkaSettings
 from stitchboard.sinks.clickhouse import connect, init_db
 from stitchboard.synthetic.dataset import DEMO_TENANTS, build_dataset
+from stitchboard.testing.broker import Kafka, tansu_broker
 
 DAY = date(2026, 3, 11)
 SEED = 8
@@ -99,9 +100,9 @@ def run(quick: bool, workdir: Path) -> Result:
     result.add("canonical events they carry", events, "events")
     chdb_path = workdir / "chdb"
     shutil.rmtree(chdb_path, ignore_errors=True)
-    with tansu() as bootstrap:
+    with tansu_broker() as bootstrap:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
-        create_topic(bootstrap, topic)
+        Kafka(bootstrap).create_topic(topic)
         produce_s = _produce(bootstrap, topic, raws)
         result.add("produce into Tansu (not part of the flow)", records / produce_s, "records/s")
         consume_s = _consume_all(bootstrap, topic, records)
@@ -116,7 +117,7 @@ def run(quick: bool, workdir: Path) -> Result:
                 "metrics_port": None,
             }
         )
-        create_topic(bootstrap, settings.kafka.dead_letter_topic)
+        Kafka(bootstrap).create_topic(settings.kafka.dead_letter_topic)
         init_db(connect(settings.clickhouse.dsn), settings.clickhouse.database)
         flow = make_flow(settings, until_eof=True, drain_at_eof=True)
         started = time.perf_counter()

@@ -43,11 +43,12 @@ from bytewax.testing import run_main
 from confluent_kafka import Producer
 
 from bench import live
-from bench.common import MachineStalls, Result, create_topic, main, percentile, say, tansu
+from bench.common import MachineStalls, Result, main, percentile, say
 from stitchboard import adapters
 from stitchboard.app.runner import make_flow
 from stitchboard.settings import ClickHouseSettings, KafkaSettings, Settings, TenantSettings, TimingSettings
 from stitchboard.sinks.clickhouse import connect, init_db
+from stitchboard.testing.broker import Kafka, tansu_broker
 
 EVENTS_PER_SECOND = 2000
 PROBES_PER_SECOND = 10
@@ -111,10 +112,10 @@ def run(quick: bool, workdir: Path) -> Result:
     shutil.rmtree(chdb_path, ignore_errors=True)
     per_conversation = _events_per_conversation()
     conversations_per_second = (EVENTS_PER_SECOND - PROBES_PER_SECOND) / per_conversation
-    with tansu() as bootstrap:
+    with tansu_broker() as bootstrap:
         topic = f"fresh-{uuid.uuid4().hex[:8]}"
-        create_topic(bootstrap, topic)
-        create_topic(bootstrap, f"{topic}.dead")
+        Kafka(bootstrap).create_topic(topic)
+        Kafka(bootstrap).create_topic(f"{topic}.dead")
         settings = Settings(
             tenants={"live": TenantSettings(), "probe": TenantSettings()},
             timing=TimingSettings(

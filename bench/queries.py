@@ -31,6 +31,7 @@ from bench.common import Result, main, percentile, say
 from stitchboard import queries
 from stitchboard.metrics import CATALOGUE
 from stitchboard.sinks.clickhouse import connect, init_db
+from stitchboard.testing.grafana import TimeRange, expand
 
 REPO = Path(__file__).resolve().parents[1]
 DB = "stitchboard"
@@ -222,53 +223,7 @@ def _interval_rows(client: Client, size: Size, now: datetime) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Committed queries and Grafana macro expansion
-
-
-_FUNCTION_MACRO = re.compile(r"\$__(timeFilter_ms|timeFilter|timeInterval_ms|timeInterval)\(([^()]*)\)")
-_PLAIN_MACRO = re.compile(r"\$__(fromTime_ms|toTime_ms|fromTime|toTime|interval_s)\b")
-_VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
-
-
-def expand(sql: str, start: datetime, end: datetime, variables: Mapping[str, str | Sequence[str]]) -> str:
-    """Grafana ClickHouse-plugin macros and dashboard variables, expanded as the plugin does."""
-
-    def seconds(moment: datetime) -> str:
-        return f"toDateTime({int(moment.timestamp())})"
-
-    def millis(moment: datetime) -> str:
-        return f"fromUnixTimestamp64Milli({int(moment.timestamp() * 1000)})"
-
-    def function(match: re.Match[str]) -> str:
-        name, column = match.group(1), match.group(2).strip()
-        if name == "timeFilter":
-            return f"{column} >= {seconds(start)} AND {column} <= {seconds(end)}"
-        if name == "timeFilter_ms":
-            return f"{column} >= {millis(start)} AND {column} <= {millis(end)}"
-        if name == "timeInterval":
-            return f"toStartOfInterval(toDateTime({column}), INTERVAL 60 second)"
-        return f"toStartOfInterval(toDateTime64({column}, 3), INTERVAL 60000 millisecond)"
-
-    def plain(match: re.Match[str]) -> str:
-        return {
-            "fromTime": seconds(start),
-            "toTime": seconds(end),
-            "fromTime_ms": millis(start),
-            "toTime_ms": millis(end),
-            "interval_s": "60",
-        }[match.group(1)]
-
-    def variable(match: re.Match[str]) -> str:
-        name, style = match.group(1) or match.group(3), match.group(2)
-        value = variables[name]
-        values = [value] if isinstance(value, str) else list(value)
-        if style == "singlequote":
-            return ",".join("'" + item.replace("'", "\\'") + "'" for item in values)
-        return ",".join(values)
-
-    sql = _FUNCTION_MACRO.sub(function, sql)
-    sql = _PLAIN_MACRO.sub(plain, sql)
-    return _VARIABLE.sub(variable, sql)
+# Committed queries, with Grafana's macros expanded as the tests expand them (stitchboard.testing)
 
 
 def _grafana_range(text: str, now: datetime) -> datetime:
@@ -331,7 +286,7 @@ def committed_queries(now: datetime) -> list[Query]:
         blocks = re.findall(r"```sql\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
         selects = [block for block in blocks if block.lstrip().upper().startswith(("SELECT", "WITH"))]
         for index, block in enumerate(selects, start=1):
-            sql = expand(block, now - timedelta(days=1), now, _variables())
+            sql = expand(block, TimeRange(now - timedelta(days=1), now), _variables())
             found.append(Query(f"docs/{path.name} #{index}", sql))
     grafana = REPO / "deploy" / "grafana"
     for path in sorted((grafana / "dashboards").glob("*.json")):
@@ -341,14 +296,17 @@ def committed_queries(now: datetime) -> list[Query]:
         for panel in _panels(model.get("panels", [])):
             for target in panel.get("targets", []):
                 if "rawSql" in target:
-                    sql = expand(target["rawSql"], start, end, _variables())
+                    sql = expand(target["rawSql"], TimeRange(start, end), _variables())
                     found.append(Query(f"{model['uid']} / {panel['title']} / {target['refId']}", sql))
         for variable in model.get("templating", {}).get("list", []):
             if variable.get("type") == "query":
                 query = variable["query"]
                 sql = query if isinstance(query, str) else query.get("rawSql", "")
                 found.append(
-                    Query(f"{model['uid']} / ${variable['name']}", expand(sql, start, end, _variables()))
+                    Query(
+                        f"{model['uid']} / ${variable['name']}",
+                        expand(sql, TimeRange(start, end), _variables()),
+                    )
                 )
     alerts = grafana / "provisioning" / "alerting" / "stitchboard-alerts.yaml"
     if alerts.exists():
@@ -358,7 +316,7 @@ def committed_queries(now: datetime) -> list[Query]:
                     sql = item.get("model", {}).get("rawSql")
                     if sql:
                         seconds = item.get("relativeTimeRange", {}).get("from", 3600)
-                        expanded = expand(sql, now - timedelta(seconds=seconds), now, _variables())
+                        expanded = expand(sql, TimeRange(now - timedelta(seconds=seconds), now), _variables())
                         found.append(Query(f"alert {rule['uid']} / {item['refId']}", expanded))
     return found
 

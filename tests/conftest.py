@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
-from infra.helpers import Kafka, tansu_broker
 
 from stitchboard.sinks.clickhouse import connect, init_db
+from stitchboard.testing.broker import Kafka, tansu_broker
 
 
 @pytest.fixture(scope="session")

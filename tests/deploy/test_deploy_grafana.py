@@ -11,7 +11,9 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from grafana_sql import (
+
+from stitchboard.metrics import DERIVED
+from stitchboard.testing.grafana import (
     GRAFANA,
     TimeRange,
     alert_queries,
@@ -22,8 +24,6 @@ from grafana_sql import (
     panel_queries,
     variable_queries,
 )
-
-from stitchboard.metrics import DERIVED
 
 TENANT_FILTER = "tenant IN (${tenant:singlequote})"
 DATASOURCE_UID = "stitchboard-clickhouse"

@@ -9,7 +9,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from clickhouse_connect.driver.client import Client
-from grafana_sql import (
+from support.rows import conversation_row
+
+from stitchboard.deadletters import DeadLetter
+from stitchboard.intervals import interval_of
+from stitchboard.rows import ConversationRow, IntervalRow, RestatementRow
+from stitchboard.sinks.clickhouse import ClickHouseWriter
+from stitchboard.testing.grafana import (
     Query,
     TimeRange,
     alert_queries,
@@ -20,12 +26,6 @@ from grafana_sql import (
     panel_queries,
     variable_queries,
 )
-from support.rows import conversation_row
-
-from stitchboard.deadletters import DeadLetter
-from stitchboard.intervals import interval_of
-from stitchboard.rows import ConversationRow, IntervalRow, RestatementRow
-from stitchboard.sinks.clickhouse import ClickHouseWriter
 
 NOW = datetime(2026, 3, 30, 9, 7, tzinfo=UTC)  # a Monday; London is on BST since 29 March
 LONDON = ZoneInfo("Europe/London")

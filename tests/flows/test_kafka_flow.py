@@ -11,7 +11,6 @@ from datetime import date
 
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
-from infra.helpers import Kafka
 
 from stitchboard.flows.contact_centre import build_flow
 from stitchboard.flows.sources import kafka_input
@@ -23,6 +22,7 @@ from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterSink, decode
 from stitchboard.sinks.kafka import produce_records
 from stitchboard.synthetic.dataset import DEMO_TENANTS, build_dataset
 from stitchboard.synthetic.truth import interval_truth
+from stitchboard.testing.broker import Kafka
 
 
 def test_kafka_to_clickhouse_equals_truth_and_dead_letters_reach_their_topic(

