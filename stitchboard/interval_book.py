@@ -44,7 +44,7 @@ from typing import Any
 from stitchboard.contributions import ContributionKey, Delta, TenantFeed
 from stitchboard.deadletters import DeadLetter
 from stitchboard.intervals import interval_of
-from stitchboard.rows import IntervalRow, IntervalStatus, RestatementRow
+from stitchboard.rows import IntervalRow, IntervalStatus, PublishedRow, RestatementRow
 from stitchboard.settings import TenantSettings, TimingSettings
 from stitchboard.watermark import TenantWatermark, complete_before
 
@@ -83,7 +83,7 @@ class Publication:
     late: bool = False  # the delivery's earliest event was older than watermark - allowed lateness
 
     @property
-    def rows(self) -> list[IntervalRow | RestatementRow | DeadLetter]:
+    def rows(self) -> list[PublishedRow]:
         """Everything to write: interval rows, restatements, dead letters."""
         if self.flushed is None:
             return list(self.dead_letters)

@@ -169,7 +169,7 @@ def _snapshot(builder: EventBuilder, detail: Fields, contact: str, *, first: boo
         moment for moment in (initiated, enqueued, connected, acw_start, acw_end, disconnected) if moment
     ]
     sequence = millis(max(known)) if known else 0  # the latest snapshot of a contact wins
-    leg = {"leg_id": contact, "sequence": sequence}
+    leg: dict[str, Any] = {"leg_id": contact, "sequence": sequence}
     key = (_STREAM, contact)
     if first and initiated is not None:
         builder.emit(EventType.ARRIVED, initiated, key, sequence=sequence)

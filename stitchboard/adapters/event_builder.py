@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,7 +40,7 @@ def customer_ids(
     known = _CUSTOMERS.get(key)
     if known is not None:
         return known
-    customer = _validate_customer_ids(
+    customer: CustomerIds = _validate_customer_ids(
         {
             "phone_hash": trim(phone_hash),
             "email_hash": trim(email_hash),
@@ -95,7 +96,7 @@ class EventBuilder:
         leg_id: str | None = None,
         queue: str | None = None,
         agent: str | None = None,
-        attributes: dict[str, str | int | float | bool | None] | None = None,
+        attributes: Mapping[str, str | int | float | bool | None] | None = None,
         sequence: int = 0,
     ) -> None:
         """Add one event; its id hashes tenant, conversation (or agent), type and ``key``.
@@ -109,14 +110,14 @@ class EventBuilder:
             text += f"\x1f{part}"
         # ids hash what the source sent; the event holds identifiers trimmed
         if leg_id.__class__ is str:
-            leg_id = leg_id.strip(WHITESPACE)  # type: ignore[union-attr]
+            leg_id = leg_id.strip(WHITESPACE)
         if queue.__class__ is str:
-            queue = queue.strip(WHITESPACE)  # type: ignore[union-attr]
+            queue = queue.strip(WHITESPACE)
         if agent.__class__ is str:
-            agent = agent.strip(WHITESPACE)  # type: ignore[union-attr]
+            agent = agent.strip(WHITESPACE)
         intent = self.intent
         if intent.__class__ is str:
-            intent = intent.strip(WHITESPACE)  # type: ignore[union-attr]
+            intent = intent.strip(WHITESPACE)
         digest = _EVENT_ID_HASH.copy()
         digest.update(text.encode())
         try:

@@ -7,13 +7,15 @@ so a rejected record tells an operator exactly what to fix.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 from stitchboard.deadletters import AdapterError
 from stitchboard.events import EARLIEST_EVENT_TIME, LATEST_EVENT_TIME
 
 _fromisoformat = datetime.fromisoformat
+_Value = TypeVar("_Value")
 
 
 def parse_time(value: Any, where: str) -> datetime:
@@ -126,16 +128,20 @@ class Fields:
             raise AdapterError("schema", f"{self.path(key)} must be {kind_name}, got {type(value).__name__}")
         return value
 
-    def text(self, key: str, required: bool = True) -> Any:
+    @overload
+    def text(self, key: str, required: Literal[True] = True) -> str: ...
+    @overload
+    def text(self, key: str, required: bool) -> str | None: ...
+    def text(self, key: str, required: bool = True) -> str | None:
         value = self.data.get(key)
-        if value.__class__ is str and value and not value.isspace():
+        if isinstance(value, str) and value and not value.isspace():
             return value
-        value = self._get(key, str, "a string", required)
-        if value is not None and not value.strip():
+        checked: str | None = self._get(key, str, "a string", required)
+        if checked is not None and not checked.strip():
             if required:
                 raise AdapterError("missing_field", f"{self.path(key)} is empty")
             return None
-        return value
+        return checked
 
     def integer(self, key: str, required: bool = True) -> Any:
         return self._get(key, int, "an integer", required)
@@ -143,7 +149,11 @@ class Fields:
     def number(self, key: str, required: bool = True) -> Any:
         return self._get(key, (int, float), "a number", required)
 
-    def time(self, key: str, required: bool = True) -> Any:
+    @overload
+    def time(self, key: str, required: Literal[True] = True) -> datetime: ...
+    @overload
+    def time(self, key: str, required: bool) -> datetime | None: ...
+    def time(self, key: str, required: bool = True) -> datetime | None:
         value = self.data.get(key)
         if value is None:
             if required:
@@ -170,7 +180,9 @@ class Fields:
 _new_fields = object.__new__
 
 
-def choose(mapping: dict[Any, Any], value: Any, reason: str, where: str | Fields, key: str = "") -> Any:
+def choose(
+    mapping: Mapping[Any, _Value], value: Any, reason: str, where: str | Fields, key: str = ""
+) -> _Value:
     """Explicit vocabulary mapping: an unmapped value is rejected, never guessed.
 
     ``where`` is the value's path, or the object holding it as ``key`` (spelled out only on error).

@@ -491,11 +491,11 @@ def _handlings(participant: _Participant) -> list[_Handling]:
     base = _participant_key(fields, f"agent#{participant.index}")
     agent = fields.text("userId", required=False)
     handlings = []
-    for number, segments in enumerate(groups):
-        segments.sort(key=lambda s: s.start)
-        queues = [s.fields.text("queueId", required=False) for s in segments]
-        talks = [s.start for s in segments if s.kind in TALK_SEGMENTS]
-        alerts = [s.start for s in segments if s.kind == "alert"]
+    for number, group in enumerate(groups):
+        group.sort(key=lambda s: s.start)
+        queues = [s.fields.text("queueId", required=False) for s in group]
+        talks = [s.start for s in group if s.kind in TALK_SEGMENTS]
+        alerts = [s.start for s in group if s.kind == "alert"]
         if not talks and not alerts:
             continue  # monitoring, coaching, a bare wrap-up: no offer to this agent
         handlings.append(
@@ -504,7 +504,7 @@ def _handlings(participant: _Participant) -> list[_Handling]:
                 participant=fields,
                 agent=agent,
                 queue=next((q for q in queues if q is not None), None),
-                segments=segments,
+                segments=group,
                 alerted_at=min(alerts) if alerts else None,
                 answered_at=min(talks) if talks else None,
             )

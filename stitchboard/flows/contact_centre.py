@@ -7,7 +7,8 @@ Bytewax hosting of stateful rules in ``stitchboard.flows.steps``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -18,6 +19,7 @@ from stitchboard.deliveries import split_record
 from stitchboard.flows import steps
 from stitchboard.flows.journey_step import wire_journeys
 from stitchboard.flows.sources import RawRecord
+from stitchboard.rows import PublishedRow
 from stitchboard.settings import Settings
 
 RecordInput = Callable[[Dataflow], Stream[RawRecord | DeadLetter]]
@@ -26,8 +28,8 @@ RecordInput = Callable[[Dataflow], Stream[RawRecord | DeadLetter]]
 def build_flow(
     records: RecordInput,
     settings: Settings,
-    rows_sink: Sink,
-    dead_letter_sinks: list[Sink] | None = None,
+    rows_sink: Sink[tuple[str, PublishedRow]],
+    dead_letter_sinks: Sequence[Sink[DeadLetter]] = (),
     *,
     drain_at_eof: bool = False,
     flow_id: str = "stitchboard",
@@ -55,10 +57,13 @@ def build_flow(
 
     conversation_rows = op.flat_map("conversation_rows", stitched, steps.batch_rows)
     stitch_rejects = op.flat_map("stitch_rejects", stitched, steps.batch_dead_letters)
-    dead_letters = op.merge("dead_letters", accepted.falses, stitch_rejects)
+    rejected = cast(Stream[DeadLetter], accepted.falses)  # what is not an event batch is a dead letter
+    dead_letters = op.merge("dead_letters", rejected, stitch_rejects)
     journey_rows = wire_journeys(op.filter_map("tenant_rows", stitched, steps.tenant_rows), settings)
-    rows = op.merge("rows", conversation_rows, interval_rows, by_kind.falses, dead_letters, journey_rows)
+    rows: Stream[PublishedRow] = op.merge(
+        "rows", conversation_rows, interval_rows, by_kind.falses, dead_letters, journey_rows
+    )
     op.output("clickhouse", op.key_on("to_clickhouse", rows, steps.sink_key), rows_sink)
-    for index, sink in enumerate(dead_letter_sinks or []):
+    for index, sink in enumerate(dead_letter_sinks):
         op.output(f"dead_letter_out_{index}", dead_letters, sink)
     return flow

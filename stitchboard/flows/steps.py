@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from bytewax.operators import StatefulBatchLogic
 
@@ -23,7 +23,7 @@ from stitchboard.flows.sources import RawRecord
 from stitchboard.interval_book import BEYOND_HORIZON, IntervalBook, Publication
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.ordering import ArrivalOrder, ReorderState
-from stitchboard.rows import ConversationRow, PublishedRow
+from stitchboard.rows import AgentStateRow, ConversationRow, PublishedRow
 from stitchboard.settings import Settings
 from stitchboard.shards import ConversationShard, shard_of
 from stitchboard.stitching.row import conversation_row
@@ -53,11 +53,11 @@ def normalise(record: RawRecord | DeadLetter) -> list[CanonicalEvent] | DeadLett
     return result
 
 
-def is_event_batch(item: object) -> bool:
+def is_event_batch(item: list[CanonicalEvent] | DeadLetter) -> TypeGuard[list[CanonicalEvent]]:
     return isinstance(item, list)
 
 
-def is_delivery(item: object) -> bool:
+def is_delivery(item: AgentStateRow | Delivery) -> TypeGuard[Delivery]:
     return isinstance(item, Delivery)
 
 

@@ -305,7 +305,7 @@ class ConversationState:
                 table[entry[8]],
                 table[entry[9]],
                 table[entry[10]],
-            )  # type: ignore[misc]
+            )
             for entry in _NUMBERS.iter_unpack(numbers)
         ]
         channel_direction = numbers[_FLAGS_OFFSET] & _CHANNEL_DIRECTION  # the first event's

@@ -112,7 +112,7 @@ def deliver(
             malformed[kind] += 1
     order = {"original": 0, "duplicate": 1, "malformed": 2}
     out.sort(key=lambda r: (r.delivered_at, r.index, order[r.kind]))
-    by_kind = {kind: malformed[kind] for kind in MALFORMED_KINDS}
+    by_kind: dict[str, int] = {kind: malformed[kind] for kind in MALFORMED_KINDS}
     return Delivery(out, len(records), duplicates, late, by_kind)
 
 

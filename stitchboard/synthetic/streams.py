@@ -140,7 +140,7 @@ def _genesys_events(conv: SimConversation) -> Iterator[GenesysEvent]:
 
 
 def _genesys_leg(conv: SimConversation, leg: SimLeg) -> Iterator[GenesysEvent]:
-    queue = {"queueId": leg.queue}
+    queue: dict[str, str | int] = {"queueId": leg.queue}
     acd = leg.leg_id
     yield _genesys(conv, "acd.start", leg.entered_at, acd, f"{acd}-acd-0", queue)
     for index, missed in enumerate(leg.missed):

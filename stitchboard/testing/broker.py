@@ -124,7 +124,7 @@ class Kafka:
                     records.append(message)
                     at_eof.discard(message.partition())
                 elif error.code() == KafkaError._PARTITION_EOF:
-                    at_eof.add(message.partition())
+                    at_eof.add(message.partition() or 0)
                 else:
                     raise RuntimeError(f"{topic}: {error}")
             return records
