@@ -84,7 +84,9 @@ def test_the_graph_is_read_from_every_module() -> None:
     assert {"stitchboard.stitching.store", "stitchboard.flows.steps", "stitchboard.app.cli"} <= set(GRAPH)
     assert "stitchboard.conversation" in GRAPH["stitchboard.metrics"]
     assert "stitchboard.stitching.emitted" in GRAPH["stitchboard.stitching.store"]  # ``from pkg import mod``
-    assert "stitchboard.adapters" in GRAPH["stitchboard.flows.steps"]  # ``adapters.normalise`` is its __init__'s
+    assert (
+        "stitchboard.adapters" in GRAPH["stitchboard.flows.steps"]
+    )  # ``adapters.normalise`` is its __init__'s
 
 
 def test_the_package_import_graph_is_acyclic() -> None:
