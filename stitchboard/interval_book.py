@@ -31,6 +31,10 @@ Choices worth knowing:
 
 State is plain and bounded: final buckets are evicted once their interval ended more than the
 restatement horizon before the watermark; ``snapshot``/``restore`` round-trip it for Bytewax.
+
+Why one module of about 500 lines: the buckets, their heaps, the pending corrections and the
+watermark are one state whose invariants every operation keeps (the protocol included); split,
+each part would reach into the others' private state.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ so every event id is derived from what the event is about — the conversation, 
 leg, a segment position — never from the delivery; mutable facts (wrap-up code, evaluation score)
 carry the time they were last set as ``sequence``. Mapping table and linking rules:
 docs/adapters.md.
+
+Why one module of over 500 lines: one vendor grammar (participants, sessions, segments) and the
+real-world deviations it must accept (#11) read together; split, a rule and the exception to it
+would sit in different files.
 """
 
 from __future__ import annotations

@@ -63,6 +63,9 @@ shares, all on:
 
 None of them moves a final figure; ``stitchboard.synthetic.truth`` states the rules it applies.
 ``NO_VARIATIONS`` turns them all off.
+
+Why one module of over 500 lines: one day's drawing, with every documented variation share next
+to the draw it changes, from one seeded random stream per concern.
 """
 
 from __future__ import annotations

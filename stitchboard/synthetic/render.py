@@ -7,6 +7,10 @@ when its attributes are updated; a webhook per concern (contact, queue visit, mi
 handling) at the moment that concern completes. A record rendered "as of" a delivery time contains
 only what was known then, so re-deliveries exercise the mutation rules of docs/architecture.md.
 Vocabularies are the adapters' own tables reversed, so renderer and adapter cannot drift apart.
+
+Why one module of over 500 lines: each platform's record shape is rendered from the same scenario
+objects with the adapters' vocabularies reversed; keeping the three renderers together keeps those
+shared rules in one place.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ The real corpus (``tests/fixtures/corpus``) and the harness self-test (a corpus 
 temporary directory) go through exactly these functions, with the corpus root as a parameter, so a
 harness that catches a wrong figure in the self-test catches it in the corpus too. The format is
 described in ``tests/fixtures/corpus/README.md``.
+
+Why one module of over 500 lines: the manifest's validation, the replay through the real flow and
+the comparison with hand figures are one harness, tested as one by its self-test.
 """
 
 from __future__ import annotations
