@@ -35,10 +35,6 @@ class FaultProfile(BaseModel):
     malformed_rate: float = Field(default=0.002, ge=0, le=1)
 
 
-CLEAN_DELIVERY = FaultProfile(
-    duplicate_rate=0, reorder_window_seconds=0, late_rate=0, late_max_seconds=60, malformed_rate=0
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Dataset:

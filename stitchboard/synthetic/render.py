@@ -32,7 +32,6 @@ Delivery = tuple[datetime, bytes]
 GENESYS_MEDIA = {channel: name for name, channel in genesys.MEDIA_TYPES.items()}
 GENESYS_PRESENCE = {state: name for name, state in genesys.PRESENCES.items()}
 CONNECT_CHANNEL = {channel: key for key, channel in connect.SUBTYPES.items() if key[1] != "connect:WebRTC"}
-CONNECT_MESSAGING_SUBTYPE = "connect:SMS"
 WEBHOOK_MEDIA = {channel: name for name, channel in webhook.MEDIA.items()}
 CONNECT_ACCOUNT = "111122223333"
 CONNECT_INSTANCE_ARN = f"arn:aws:connect:eu-west-2:{CONNECT_ACCOUNT}:instance/5f0c2a44-stitchboard"

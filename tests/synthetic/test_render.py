@@ -1,4 +1,8 @@
-"""Round trip: scenario → rendered platform records → normalise → the scenario's facts, exactly."""
+"""Round trip: scenario → rendered platform records → normalise → the scenario's facts, exactly.
+
+Over 500 lines because it walks every shape of every platform (and each real-world variation)
+through the same round trip; one file keeps those cases comparable side by side.
+"""
 
 from __future__ import annotations
 
