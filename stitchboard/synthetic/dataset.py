@@ -35,7 +35,6 @@ class FaultProfile(BaseModel):
     malformed_rate: float = Field(default=0.002, ge=0, le=1)
 
 
-
 @dataclass(frozen=True, slots=True)
 class Dataset:
     days: list[Day]
