@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,11 @@ def connect(dsn: str) -> Client:
 
     ``tz_mode='aware'`` makes DateTime64('UTC') values come back as UTC-aware datetimes.
     """
+    if dsn.startswith("chdb:") and importlib.util.find_spec("chdb") is None:
+        raise RuntimeError(
+            "a chdb:// DSN needs the embedded engine, which this installation leaves out: install "
+            "stitchboard[embedded], or set clickhouse.dsn (STITCHBOARD_CLICKHOUSE__DSN) to http(s)://..."
+        )
     return clickhouse_connect.get_client(dsn=dsn, tz_mode="aware")
 
 
