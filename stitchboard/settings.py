@@ -110,6 +110,9 @@ class ClickHouseSettings(BaseModel):
     flush_seconds: float = Field(default=1.0, gt=0)
     max_retries: int = Field(default=8, ge=0)
     max_buffered_rows: int = Field(default=500_000, ge=1)
+    # At most this many partitions per INSERT: the server's max_partitions_per_insert_block
+    # (ClickHouse's default is 100). Rows of more partitions (e.g. months) go in several INSERTs.
+    max_partitions_per_insert: int = Field(default=100, ge=1)
 
 
 class Settings(BaseSettings):
