@@ -279,7 +279,9 @@ class _RejectedRows:
         with self._lock:
             if self._producer is None:
                 k = self._kafka
-                self._producer = KafkaDeadLetterProducer(k.brokers, k.dead_letter_topic, k.extra_config)
+                self._producer = KafkaDeadLetterProducer(
+                    k.brokers, k.dead_letter_topic, k.extra_config, max_message_bytes=k.dead_letter_max_bytes
+                )
             self._producer.produce(letter)
             self._producer.flush()
 
@@ -428,11 +430,15 @@ class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
 
 
 class KafkaDeadLetterSink(DynamicSink[DeadLetter]):
-    """Dead letters to their Kafka topic; each batch is flushed (delivered) before the epoch ends."""
+    """Dead letters to their Kafka topic; each batch is flushed (delivered) before the epoch ends.
+    A letter over ``kafka.dead_letter_max_bytes`` is sent truncated (``sinks.deadletters``)."""
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterPartition:
         s = self._settings
-        return _DeadLetterPartition(KafkaDeadLetterProducer(s.brokers, s.dead_letter_topic, s.extra_config))
+        producer = KafkaDeadLetterProducer(
+            s.brokers, s.dead_letter_topic, s.extra_config, max_message_bytes=s.dead_letter_max_bytes
+        )
+        return _DeadLetterPartition(producer)
