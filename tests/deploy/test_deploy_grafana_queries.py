@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from clickhouse_connect.driver.client import Client
 from support.grafana_sql import (
+    REPO,
     All,
     Choice,
     Query,
@@ -20,6 +22,7 @@ from support.grafana_sql import (
     expand,
     fires,
     load_dashboards,
+    option_value,
     options_from_rows,
     panel_queries,
     resolve,
@@ -476,3 +479,27 @@ def test_alert_rules_fire_on_the_anomalies_in_the_data(chdb_client: Client, fres
         ("stitchboard-stale-pipeline", ("globex",)),
         ("stitchboard-finalisation-lag", ("globex",)),
     }
+
+
+def documented_panels() -> list[str]:
+    """The Grafana examples of docs/queries.md (SQL blocks using dashboard variables)."""
+    text = (REPO / "docs" / "queries.md").read_text(encoding="utf-8")
+    return [block for block in re.findall(r"```sql\n(.*?)```", text, re.S) if "${" in block]
+
+
+def test_the_documented_panel_queries_use_only_the_safe_pattern_and_run(
+    chdb_client: Client, fresh_database: str
+) -> None:
+    populate(chdb_client, fresh_database)
+    blocks = documented_panels()
+    assert len(blocks) >= 4
+    variables = {"tenant": option_value("acme"), "queue": [option_value("sales")], "tz": "Europe/London"}
+    found = []
+    for block in blocks:
+        formats = set(re.findall(r"\$\{\w+(?::(\w+))?\}", block))
+        assert formats == {"percentencode"}, block
+        sql = expand(block.replace("stitchboard.", f"`{fresh_database}`."), RANGE, variables)
+        found.append(list(chdb_client.query(sql).named_results()))
+    daily = {(row["queue"], row["offered_legs"]) for row in found[1]}
+    assert daily == {("sales", 40), ("support", 10), ("", 0), ("sales", 32)}  # today's and yesterday's
+    assert {row["reason"] for row in found[3]} == {"invalid_json", "schema"}

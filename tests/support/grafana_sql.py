@@ -259,6 +259,12 @@ def expand(sql: str, time_range: TimeRange, variables: Mapping[str, Value]) -> s
 # Variables as a dashboard holds them
 
 
+def option_value(name: str) -> str:
+    """The option value the generated dashboards' variable queries list for ``name``
+    (``concat('x', hex(name))``), for SQL outside a dashboard such as the docs' examples."""
+    return "x" + name.encode("utf-8").hex().upper()
+
+
 def options_from_rows(rows: Sequence[Sequence[Any]]) -> list[Option]:
     """``metricFindQuery``: one column is text and value; otherwise value first, text second."""
     return [
