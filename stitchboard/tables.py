@@ -399,12 +399,12 @@ def partition_function(definition: Table) -> PartitionKey | None:
         )
     position = names.index(match.group(2))
     zone_name = _TIME_ZONE.search(definition.columns[position].type)
-    zone = ZoneInfo(zone_name.group(1)) if zone_name else UTC
+    zone = UTC if zone_name is None or zone_name.group(1) == "UTC" else ZoneInfo(zone_name.group(1))
 
     def key(row: Sequence[Any]) -> Hashable:
         value = row[position]
-        if isinstance(value, datetime):
-            value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(zone).date()
+        if isinstance(value, datetime) and value.tzinfo is not zone:  # rows carry UTC: no conversion
+            value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(zone)
         return function(value) if isinstance(value, date) else value
 
     return key
