@@ -318,8 +318,12 @@ def resolve(
             options = [Option(option["text"], option["value"]) for option in variable["options"]]
         else:
             options = options_from_rows(run_query(expand(variable["query"], time_range, values)))
-        default: Choice = options[0].text if options else Url("")
-        values[name] = choose(variable, options, choices.get(name, default))
+        if name in choices:
+            values[name] = choose(variable, options, choices[name])
+        elif options:
+            values[name] = choose(variable, options, options[0].text)
+        else:  # getStateUpdateGivenNewOptions: nothing to choose from
+            values[name] = [] if variable.get("multi") else ""
     return values
 
 
