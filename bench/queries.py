@@ -14,14 +14,18 @@ with the interval figures computed by SQL at query time.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import re
 import shutil
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -222,53 +226,26 @@ def _interval_rows(client: Client, size: Size, now: datetime) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Committed queries and Grafana macro expansion
+# Committed queries, expanded as Grafana does
 
 
-_FUNCTION_MACRO = re.compile(r"\$__(timeFilter_ms|timeFilter|timeInterval_ms|timeInterval)\(([^()]*)\)")
-_PLAIN_MACRO = re.compile(r"\$__(fromTime_ms|toTime_ms|fromTime|toTime|interval_s)\b")
-_VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
+@functools.cache
+def grafana_sql() -> ModuleType:
+    """``tests/support/grafana_sql.py``, the tests' model of Grafana's variable and macro expansion,
+    loaded by path (``tests`` is not a package), so the benchmark times exactly what the tests run."""
+    path = REPO / "tests" / "support" / "grafana_sql.py"
+    spec = importlib.util.spec_from_file_location("stitchboard_grafana_sql", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def expand(sql: str, start: datetime, end: datetime, variables: Mapping[str, str | Sequence[str]]) -> str:
-    """Grafana ClickHouse-plugin macros and dashboard variables, expanded as the plugin does."""
-
-    def seconds(moment: datetime) -> str:
-        return f"toDateTime({int(moment.timestamp())})"
-
-    def millis(moment: datetime) -> str:
-        return f"fromUnixTimestamp64Milli({int(moment.timestamp() * 1000)})"
-
-    def function(match: re.Match[str]) -> str:
-        name, column = match.group(1), match.group(2).strip()
-        if name == "timeFilter":
-            return f"{column} >= {seconds(start)} AND {column} <= {seconds(end)}"
-        if name == "timeFilter_ms":
-            return f"{column} >= {millis(start)} AND {column} <= {millis(end)}"
-        if name == "timeInterval":
-            return f"toStartOfInterval(toDateTime({column}), INTERVAL 60 second)"
-        return f"toStartOfInterval(toDateTime64({column}, 3), INTERVAL 60000 millisecond)"
-
-    def plain(match: re.Match[str]) -> str:
-        return {
-            "fromTime": seconds(start),
-            "toTime": seconds(end),
-            "fromTime_ms": millis(start),
-            "toTime_ms": millis(end),
-            "interval_s": "60",
-        }[match.group(1)]
-
-    def variable(match: re.Match[str]) -> str:
-        name, style = match.group(1) or match.group(3), match.group(2)
-        value = variables[name]
-        values = [value] if isinstance(value, str) else list(value)
-        if style == "singlequote":
-            return ",".join("'" + item.replace("'", "\\'") + "'" for item in values)
-        return ",".join(values)
-
-    sql = _FUNCTION_MACRO.sub(function, sql)
-    sql = _PLAIN_MACRO.sub(plain, sql)
-    return _VARIABLE.sub(variable, sql)
+    """Grafana's variables, then the ClickHouse plugin's macros (60 s panel interval)."""
+    module = grafana_sql()
+    return str(module.expand(sql, module.TimeRange(start, end, 60), variables))
 
 
 def _grafana_range(text: str, now: datetime) -> datetime:
@@ -285,15 +262,17 @@ def _grafana_range(text: str, now: datetime) -> datetime:
 
 
 def _variables() -> dict[str, str | Sequence[str]]:
-    return {
-        "database": DB,
-        "tenant": "acme",
-        "queue": QUEUES,
-        "channel": CHANNELS,
-        "interval_length": "15",
-        "view": "interval_metrics",
-        "tz": "UTC",
-    }
+    """Variables of the docs' examples: acme, every queue (option values, as the variable lists them)."""
+    option = grafana_sql().option_value
+    return {"tenant": option("acme"), "queue": [option(queue) for queue in QUEUES], "tz": "UTC"}
+
+
+def _dashboard_choices(model: Mapping[str, Any]) -> dict[str, Any]:
+    """acme, every queue and channel, 15-minute intervals as corrected (the dashboards' defaults)."""
+    module = grafana_sql()
+    variables = {variable["name"]: variable for variable in model.get("templating", {}).get("list", [])}
+    choices: dict[str, Any] = {"tenant": ["acme"] if variables.get("tenant", {}).get("multi") else "acme"}
+    return choices | {name: module.All() for name in ("queue", "channel") if name in variables}
 
 
 def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -314,8 +293,9 @@ def _today(now: datetime) -> tuple[datetime, dict[str, Any]]:
     }
 
 
-def committed_queries(now: datetime) -> list[Query]:
-    """Every query committed in stitchboard/queries.py, docs/*.md and deploy/grafana."""
+def committed_queries(now: datetime, client: Client) -> list[Query]:
+    """Every query committed in stitchboard/queries.py, docs/*.md and deploy/grafana; dashboard
+    variables take the values Grafana would hold (their option queries run on ``client``)."""
     found: list[Query] = []
     _, window = _today(now)
     since = {"db": DB, "tenant": "acme", "since": now - timedelta(days=7)}
@@ -338,17 +318,25 @@ def committed_queries(now: datetime) -> list[Query]:
         model = json.loads(path.read_text(encoding="utf-8"))
         start = _grafana_range(model.get("time", {}).get("from", "now-24h"), now)
         end = _grafana_range(model.get("time", {}).get("to", "now"), now)
+        window = grafana_sql().TimeRange(start, end, 60)
+        variables = grafana_sql().resolve(
+            model,
+            _dashboard_choices(model),
+            lambda sql: client.query(sql).result_rows,
+            window,
+            {"database": DB},
+        )
         for panel in _panels(model.get("panels", [])):
             for target in panel.get("targets", []):
                 if "rawSql" in target:
-                    sql = expand(target["rawSql"], start, end, _variables())
+                    sql = expand(target["rawSql"], start, end, variables)
                     found.append(Query(f"{model['uid']} / {panel['title']} / {target['refId']}", sql))
         for variable in model.get("templating", {}).get("list", []):
             if variable.get("type") == "query":
                 query = variable["query"]
                 sql = query if isinstance(query, str) else query.get("rawSql", "")
                 found.append(
-                    Query(f"{model['uid']} / ${variable['name']}", expand(sql, start, end, _variables()))
+                    Query(f"{model['uid']} / ${variable['name']}", expand(sql, start, end, variables))
                 )
     alerts = grafana / "provisioning" / "alerting" / "stitchboard-alerts.yaml"
     if alerts.exists():
@@ -358,7 +346,7 @@ def committed_queries(now: datetime) -> list[Query]:
                     sql = item.get("model", {}).get("rawSql")
                     if sql:
                         seconds = item.get("relativeTimeRange", {}).get("from", 3600)
-                        expanded = expand(sql, now - timedelta(seconds=seconds), now, _variables())
+                        expanded = expand(sql, now - timedelta(seconds=seconds), now, {})
                         found.append(Query(f"alert {rule['uid']} / {item['refId']}", expanded))
     return found
 
@@ -477,7 +465,7 @@ def run(quick: bool, workdir: Path) -> Result:
     result.add("raw events (the alternative's table)", counts["raw_events"], "rows")
     p50s: list[float] = []
     failed: list[str] = []
-    for query in committed_queries(now):
+    for query in committed_queries(now, client):
         try:
             timings = _time(client, query, size.repeats)
         except Exception as exc:

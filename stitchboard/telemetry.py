@@ -62,6 +62,11 @@ SINK_LAST_WRITE = Gauge(
     "Unix time of the last successful ClickHouse insert (alerts compare it with time())",
     ["table"],
 )
+SINK_REJECTED_ROWS = Counter(
+    "stitchboard_sink_rejected_rows",
+    "Rows ClickHouse refused on their own (a value the column cannot hold), dead-lettered instead",
+    ["table"],
+)
 SINK_STAGED_ROWS = Gauge(
     "stitchboard_sink_staged_rows", "Rows waiting for their epoch to be committed before insertion"
 )
@@ -84,6 +89,15 @@ def record_retry(table: str, attempt: int, error: BaseException) -> None:
     logging.getLogger("stitchboard.sink").warning(
         "clickhouse insert failed, retrying",
         extra={"table": table, "attempt": attempt, "error": f"{type(error).__name__}: {error}"},
+    )
+
+
+def record_rejected(table: str, error: BaseException) -> None:
+    """``ClickHouseWriter`` callback: a row ClickHouse refused became a dead letter."""
+    SINK_REJECTED_ROWS.labels(table).inc()
+    logging.getLogger("stitchboard.sink").error(
+        "clickhouse refused a row, dead-lettered it",
+        extra={"table": table, "error": f"{type(error).__name__}: {error}"},
     )
 
 
