@@ -18,7 +18,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +31,7 @@ from bench.common import Result, main, percentile, say
 from stitchboard import queries
 from stitchboard.metrics import CATALOGUE
 from stitchboard.sinks.clickhouse import connect, init_db
-from stitchboard.testing.grafana import TimeRange, expand
+from stitchboard.testing import grafana
 
 REPO = Path(__file__).resolve().parents[1]
 DB = "stitchboard"
@@ -47,7 +47,7 @@ PROVISIONAL, FINAL = "'provisional'", "'final'"
 class Query:
     where: str
     sql: str
-    parameters: dict[str, Any] | None = None
+    parameters: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +223,12 @@ def _interval_rows(client: Client, size: Size, now: datetime) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Committed queries, with Grafana's macros expanded as the tests expand them (stitchboard.testing)
+# Committed queries, expanded as Grafana does
+
+
+def expand(sql: str, start: datetime, end: datetime, variables: Mapping[str, str | Sequence[str]]) -> str:
+    """Grafana's variables, then the ClickHouse plugin's macros (60 s panel interval)."""
+    return str(grafana.expand(sql, grafana.TimeRange(start, end, 60), variables))
 
 
 def _grafana_range(text: str, now: datetime) -> datetime:
@@ -240,15 +245,16 @@ def _grafana_range(text: str, now: datetime) -> datetime:
 
 
 def _variables() -> dict[str, str | Sequence[str]]:
-    return {
-        "database": DB,
-        "tenant": "acme",
-        "queue": QUEUES,
-        "channel": CHANNELS,
-        "interval_length": "15",
-        "view": "interval_metrics",
-        "tz": "UTC",
-    }
+    """Variables of the docs' examples: acme, every queue (option values, as the variable lists them)."""
+    option = grafana.option_value
+    return {"tenant": option("acme"), "queue": [option(queue) for queue in QUEUES], "tz": "UTC"}
+
+
+def _dashboard_choices(model: Mapping[str, Any]) -> dict[str, Any]:
+    """acme, every queue and channel, 15-minute intervals as corrected (the dashboards' defaults)."""
+    variables = {variable["name"]: variable for variable in model.get("templating", {}).get("list", [])}
+    choices: dict[str, Any] = {"tenant": ["acme"] if variables.get("tenant", {}).get("multi") else "acme"}
+    return choices | {name: grafana.All() for name in ("queue", "channel") if name in variables}
 
 
 def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -269,8 +275,9 @@ def _today(now: datetime) -> tuple[datetime, dict[str, Any]]:
     }
 
 
-def committed_queries(now: datetime) -> list[Query]:
-    """Every query committed in stitchboard/queries.py, docs/*.md and deploy/grafana."""
+def committed_queries(now: datetime, client: Client) -> list[Query]:
+    """Every query committed in stitchboard/queries.py, docs/*.md and deploy/grafana; dashboard
+    variables take the values Grafana would hold (their option queries run on ``client``)."""
     found: list[Query] = []
     _, window = _today(now)
     since = {"db": DB, "tenant": "acme", "since": now - timedelta(days=7)}
@@ -286,27 +293,32 @@ def committed_queries(now: datetime) -> list[Query]:
         blocks = re.findall(r"```sql\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
         selects = [block for block in blocks if block.lstrip().upper().startswith(("SELECT", "WITH"))]
         for index, block in enumerate(selects, start=1):
-            sql = expand(block, TimeRange(now - timedelta(days=1), now), _variables())
+            sql = expand(block, now - timedelta(days=1), now, _variables())
             found.append(Query(f"docs/{path.name} #{index}", sql))
     grafana = REPO / "deploy" / "grafana"
     for path in sorted((grafana / "dashboards").glob("*.json")):
         model = json.loads(path.read_text(encoding="utf-8"))
         start = _grafana_range(model.get("time", {}).get("from", "now-24h"), now)
         end = _grafana_range(model.get("time", {}).get("to", "now"), now)
+        window = grafana.TimeRange(start, end, 60)
+        variables = grafana.resolve(
+            model,
+            _dashboard_choices(model),
+            lambda sql: client.query(sql).result_rows,
+            window,
+            {"database": DB},
+        )
         for panel in _panels(model.get("panels", [])):
             for target in panel.get("targets", []):
                 if "rawSql" in target:
-                    sql = expand(target["rawSql"], TimeRange(start, end), _variables())
+                    sql = expand(target["rawSql"], start, end, variables)
                     found.append(Query(f"{model['uid']} / {panel['title']} / {target['refId']}", sql))
         for variable in model.get("templating", {}).get("list", []):
             if variable.get("type") == "query":
                 query = variable["query"]
                 sql = query if isinstance(query, str) else query.get("rawSql", "")
                 found.append(
-                    Query(
-                        f"{model['uid']} / ${variable['name']}",
-                        expand(sql, TimeRange(start, end), _variables()),
-                    )
+                    Query(f"{model['uid']} / ${variable['name']}", expand(sql, start, end, variables))
                 )
     alerts = grafana / "provisioning" / "alerting" / "stitchboard-alerts.yaml"
     if alerts.exists():
@@ -316,7 +328,7 @@ def committed_queries(now: datetime) -> list[Query]:
                     sql = item.get("model", {}).get("rawSql")
                     if sql:
                         seconds = item.get("relativeTimeRange", {}).get("from", 3600)
-                        expanded = expand(sql, TimeRange(now - timedelta(seconds=seconds), now), _variables())
+                        expanded = expand(sql, now - timedelta(seconds=seconds), now, {})
                         found.append(Query(f"alert {rule['uid']} / {item['refId']}", expanded))
     return found
 
@@ -435,7 +447,7 @@ def run(quick: bool, workdir: Path) -> Result:
     result.add("raw events (the alternative's table)", counts["raw_events"], "rows")
     p50s: list[float] = []
     failed: list[str] = []
-    for query in committed_queries(now):
+    for query in committed_queries(now, client):
         try:
             timings = _time(client, query, size.repeats)
         except Exception as exc:

@@ -98,6 +98,10 @@ class KafkaSettings(BaseModel):
     brokers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"])
     topics: list[str] = Field(default_factory=lambda: ["stitchboard.raw"])
     dead_letter_topic: str = "stitchboard.deadletters"
+    # Largest dead-letter message (value, key and headers): at most the topic's max.message.bytes.
+    # A larger letter goes out truncated, with the size and SHA-256 of its bytes (the table keeps
+    # them all). 1 MB is librdkafka's default limit; 64 KiB leaves room for the cut text fields.
+    dead_letter_max_bytes: int = Field(default=1_000_000, ge=65_536)
     extra_config: dict[str, str] = Field(default_factory=dict)
 
 
@@ -110,6 +114,9 @@ class ClickHouseSettings(BaseModel):
     flush_seconds: float = Field(default=1.0, gt=0)
     max_retries: int = Field(default=8, ge=0)
     max_buffered_rows: int = Field(default=500_000, ge=1)
+    # At most this many partitions per INSERT: the server's max_partitions_per_insert_block
+    # (ClickHouse's default is 100). Rows of more partitions (e.g. months) go in several INSERTs.
+    max_partitions_per_insert: int = Field(default=100, ge=1)
 
 
 class Settings(BaseSettings):

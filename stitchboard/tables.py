@@ -8,8 +8,13 @@ Regenerate ``schemas/clickhouse.sql`` with ``python -m stitchboard.tables > sche
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from stitchboard.deadletters import DeadLetter
 from stitchboard.metrics import CATALOGUE
@@ -392,6 +397,55 @@ def tables_for(row: PublishedRow) -> tuple[str, ...]:
 def ddl(database: str = DEFAULT_DATABASE) -> list[str]:
     """Idempotent statements creating the database and every table."""
     return [f"CREATE DATABASE IF NOT EXISTS `{database}`"] + [t.create(database) for t in tables()]
+
+
+PartitionKey = Callable[[Sequence[Any]], Hashable]
+
+# ClickHouse functions a PARTITION BY may apply to one date/time column, evaluated as ClickHouse
+# does in the column's time zone. Extend this table before using another one in the DDL.
+_PARTITION_FUNCTIONS: dict[str, Callable[[date], int]] = {
+    "toYYYYMM": lambda day: day.year * 100 + day.month,
+    "toYYYYMMDD": lambda day: (day.year * 100 + day.month) * 100 + day.day,
+    "toYear": lambda day: day.year,
+}
+_PARTITION_EXPRESSION = re.compile(r"(\w+)\((\w+)\)")
+_TIME_ZONE = re.compile(r"DateTime(?:64)?\((?:\d+,\s*)?'([^']+)'\)")
+
+
+def partition_function(definition: Table) -> PartitionKey | None:
+    """The table's ``PARTITION BY`` as a function of a column tuple (``columns()`` order), so the
+    sink can keep each INSERT within ClickHouse's partitions-per-insert limit; None when the table
+    has one partition. Read from the DDL itself, so the two cannot drift apart: an expression it
+    cannot evaluate is an error, not a guess.
+    """
+    expression = definition.partition_by.replace(" ", "")
+    if expression == "tuple()":
+        return None
+    match = _PARTITION_EXPRESSION.fullmatch(expression)
+    function = _PARTITION_FUNCTIONS.get(match.group(1)) if match else None
+    names = [column.name for column in definition.columns]
+    if match is None or function is None or match.group(2) not in names:
+        raise ValueError(
+            f"{definition.name}: cannot evaluate PARTITION BY {definition.partition_by!r} in Python;"
+            f" supported: tuple() or one of {sorted(_PARTITION_FUNCTIONS)} of a column"
+        )
+    position = names.index(match.group(2))
+    zone_name = _TIME_ZONE.search(definition.columns[position].type)
+    zone = UTC if zone_name is None or zone_name.group(1) == "UTC" else ZoneInfo(zone_name.group(1))
+
+    def key(row: Sequence[Any]) -> Hashable:
+        value = row[position]
+        if isinstance(value, datetime) and value.tzinfo is not zone:  # rows carry UTC: no conversion
+            value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(zone)
+        return function(value) if isinstance(value, date) else value
+
+    return key
+
+
+@cache
+def partition_key(name: str) -> PartitionKey | None:
+    """``partition_function`` of the named table (cached: the sink asks per batch)."""
+    return partition_function(table(name))
 
 
 # Non-metric columns added to a table after it first shipped: (table, column name).

@@ -15,12 +15,16 @@ would not say when that tenant's intervals finalise. The lag gauge is therefore 
 from __future__ import annotations
 
 import logging
+import platform
 import sys
 from datetime import UTC, datetime
+from importlib.metadata import version
 from typing import Any
 
 import orjson
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from stitchboard import __version__
 
 RECORDS_IN = Counter("stitchboard_records_in", "Raw records received", ["input"])
 RECORDS_ACCEPTED = Counter("stitchboard_records_accepted", "Raw records normalised into events")
@@ -53,9 +57,21 @@ SINK_BATCH_SECONDS = Histogram(
 )
 SINK_ROWS = Counter("stitchboard_sink_rows", "Rows inserted into ClickHouse", ["table"])
 SINK_RETRIES = Counter("stitchboard_sink_retries", "ClickHouse insert retries", ["table"])
+SINK_LAST_WRITE = Gauge(
+    "stitchboard_sink_last_write_timestamp_seconds",
+    "Unix time of the last successful ClickHouse insert (alerts compare it with time())",
+    ["table"],
+)
+SINK_REJECTED_ROWS = Counter(
+    "stitchboard_sink_rejected_rows",
+    "Rows ClickHouse refused on their own (a value the column cannot hold), dead-lettered instead",
+    ["table"],
+)
 SINK_STAGED_ROWS = Gauge(
     "stitchboard_sink_staged_rows", "Rows waiting for their epoch to be committed before insertion"
 )
+BUILD = Info("stitchboard_build", "The running code: stitchboard, Python and Bytewax versions")
+BUILD.info({"version": __version__, "python": platform.python_version(), "bytewax": version("bytewax")})
 
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -64,6 +80,7 @@ def record_insert(table: str, rows: int, seconds: float) -> None:
     """``ClickHouseWriter`` callback: one successful insert."""
     SINK_BATCH_SECONDS.labels(table).observe(seconds)
     SINK_ROWS.labels(table).inc(rows)
+    SINK_LAST_WRITE.labels(table).set_to_current_time()
 
 
 def record_retry(table: str, attempt: int, error: BaseException) -> None:
@@ -72,6 +89,15 @@ def record_retry(table: str, attempt: int, error: BaseException) -> None:
     logging.getLogger("stitchboard.sink").warning(
         "clickhouse insert failed, retrying",
         extra={"table": table, "attempt": attempt, "error": f"{type(error).__name__}: {error}"},
+    )
+
+
+def record_rejected(table: str, error: BaseException) -> None:
+    """``ClickHouseWriter`` callback: a row ClickHouse refused became a dead letter."""
+    SINK_REJECTED_ROWS.labels(table).inc()
+    logging.getLogger("stitchboard.sink").error(
+        "clickhouse refused a row, dead-lettered it",
+        extra={"table": table, "error": f"{type(error).__name__}: {error}"},
     )
 
 

@@ -7,9 +7,29 @@ reaches Grafana by re-running it. The output is committed and a test checks that
     python -m deploy.grafana.build_dashboards          # rewrite the files
     python -m deploy.grafana.build_dashboards --check  # exit 1 if a committed file is stale
 
-Every dashboard query filters ``tenant IN (${tenant:singlequote})`` and reads the tables of the
-``${database}`` constant variable. Alert rules cannot use dashboard variables, so they evaluate every
-tenant at once and carry ``tenant`` as a label (one alert instance per tenant, or tenant and queue).
+Every dashboard query filters by the selected tenants (``TENANT_FILTER``) and reads the tables of
+the ``${database}`` constant variable. Alert rules cannot use dashboard variables, so they evaluate
+every tenant at once and carry ``tenant`` as a label (one alert instance per tenant, or tenant and
+queue).
+
+Variables are safe by construction: tenant, queue and channel names come from the data (a rejected
+record's envelope names a tenant too) and a URL can set any value, so no value may reach the SQL in
+a form that can change its structure. Grafana's quoting formats cannot do that for ClickHouse
+(``singlequote`` escapes ``'`` as ``\'`` but leaves backslashes, so ``x\') OR 1=1 --`` closes the
+literal; ``sqlstring`` likewise). Instead:
+
+- every value is expanded with ``percentencode`` inside a string literal: Grafana's
+  ``encodeURIComponentStrict`` leaves only ``A-Za-z0-9-_.~`` and ``%XX`` (no quote, no backslash),
+  and ClickHouse's ``decodeURLComponent`` gives the exact text back;
+- query variables list ``'x' || hex(name)`` as option value (the plugin takes the first column as
+  value, the second as the text shown), so a multi-value list (``{v1,v2}``) splits unambiguously,
+  and each element is kept only if it matches ``^x([0-9A-F]{2})*$`` before ``unhex`` (``chosen``);
+  any name works, even ``''`` (``x``), and anything else selects nothing;
+- custom variables compare their decoded text (``picked``) with fixed values instead of pasting it
+  as SQL: ``view`` picks a table through a ``UNION ALL`` whose other branch is constant-false.
+
+``${database}`` is a hidden constant, pasted as an identifier: constants are not read from the URL
+(``skipUrlSync`` in Grafana's scenes), only from this provisioned JSON.
 """
 
 from __future__ import annotations
@@ -36,7 +56,39 @@ DATASOURCE_UID = "stitchboard-clickhouse"
 DATASOURCE = {"type": PLUGIN, "uid": DATASOURCE_UID}
 DEFAULT_DATABASE = "stitchboard"
 DB = "${database}"
-TENANT_FILTER = "tenant IN (${tenant:singlequote})"
+OPTION_PATTERN = "^x([0-9A-F]{2})*$"
+
+
+def option_value(column: str) -> str:
+    """SQL of a query variable's option value for a name: ``x`` and its bytes in hex (see ``chosen``)."""
+    return f"concat('x', hex({column}))"
+
+
+def chosen(variable: str) -> str:
+    """SQL array of the names selected in query variable ``variable`` (see the module docstring).
+
+    ``percentencode`` writes one value as itself and several as ``{v1,v2}``, percent-encoded;
+    decoded, split at braces and commas, each element is an option value or is dropped.
+    """
+    text = f"decodeURLComponent('${{{variable}:percentencode}}')"
+    return (
+        f"arrayMap(v -> unhex(substring(v, 2)), arrayFilter(v -> match(v, '{OPTION_PATTERN}'),"
+        f" splitByRegexp('[{{}},]', {text})))"
+    )
+
+
+def picked(variable: str) -> str:
+    """SQL text of the value of single-valued custom variable ``variable``, exactly as selected."""
+    return f"decodeURLComponent('${{{variable}:percentencode}}')"
+
+
+def selected(variable: str, column: str) -> str:
+    """``column`` is one of the names selected in query variable ``variable`` (uses the primary key
+    when ``column`` is in it: ``has`` of a constant array is an index condition)."""
+    return f"has({chosen(variable)}, {column})"
+
+
+TENANT_FILTER = selected("tenant", "tenant")
 ALERT_FOLDER = "Stitchboard"
 SCHEMA_VERSION = 39
 
@@ -153,6 +205,7 @@ def constant_database() -> dict[str, Any]:
 def query_variable(
     name: str, label: str, sql: str, *, multi: bool, include_all: bool = False
 ) -> dict[str, Any]:
+    """``sql`` returns the option value (``option_value``) first and the text shown second."""
     return {
         "type": "query",
         "name": name,
@@ -190,21 +243,27 @@ def custom_variable(name: str, label: str, options: Sequence[tuple[str, str]]) -
 
 def tenant_variable(*, multi: bool, sources: Sequence[str] = ("interval_metrics",)) -> dict[str, Any]:
     """Tenants present in the data; with row policies a Grafana user only ever sees their own."""
-    if len(sources) == 1:
-        sql = f"SELECT DISTINCT tenant FROM {DB}.{sources[0]} ORDER BY tenant"
-    else:
-        union = " UNION ALL ".join(f"SELECT DISTINCT tenant FROM {DB}.{source}" for source in sources)
-        sql = f"SELECT DISTINCT tenant FROM ({union}) ORDER BY tenant"
+    names = " UNION ALL ".join(f"SELECT DISTINCT tenant FROM {DB}.{source}" for source in sources)
+    sql = (
+        f"SELECT DISTINCT {option_value('tenant')} AS tenant_value, tenant AS tenant_text"
+        f" FROM ({names}) ORDER BY tenant_text"
+    )
     return query_variable("tenant", "Tenant", sql, multi=multi, include_all=multi)
 
 
 def queue_variable() -> dict[str, Any]:
-    sql = f"SELECT DISTINCT queue FROM {DB}.interval_metrics WHERE {TENANT_FILTER} AND queue != '' ORDER BY queue"
+    sql = (
+        f"SELECT DISTINCT {option_value('queue')} AS queue_value, queue AS queue_text"
+        f" FROM {DB}.interval_metrics WHERE {TENANT_FILTER} AND queue != '' ORDER BY queue_text"
+    )
     return query_variable("queue", "Queue", sql, multi=True, include_all=True)
 
 
 def channel_variable() -> dict[str, Any]:
-    sql = f"SELECT DISTINCT channel FROM {DB}.interval_metrics WHERE {TENANT_FILTER} ORDER BY channel"
+    sql = (
+        f"SELECT DISTINCT {option_value('channel')} AS channel_value, channel AS channel_text"
+        f" FROM {DB}.interval_metrics WHERE {TENANT_FILTER} ORDER BY channel_text"
+    )
     return query_variable("channel", "Channel", sql, multi=True, include_all=True)
 
 
@@ -286,13 +345,29 @@ def wallboard() -> Dashboard:
     )
 
 
-def interval_report() -> Dashboard:
-    source = (
-        f"FROM {DB}.${{view}} FINAL WHERE {TENANT_FILTER} AND interval_minutes = ${{interval_length}}"
-        " AND status != 'provisional' AND $__timeFilter(interval_start)"
-        " AND channel IN (${channel:singlequote})"
+VIEWS = ("interval_metrics", "interval_published")
+"""The tables the interval report's ``view`` variable chooses between."""
+
+
+def report_source(extra: str = "") -> str:
+    """``FROM`` the table the ``view`` variable names, filtered: each table in a ``UNION ALL`` branch
+    whose condition on the view is constant, so ClickHouse reads only the chosen one (and neither
+    for a value that is no view)."""
+    filters = (
+        f"{TENANT_FILTER} AND interval_minutes = toUInt16OrZero({picked('interval_length')})"
+        f" AND status != 'provisional' AND $__timeFilter(interval_start) AND {selected('channel', 'channel')}"
+        f"{extra}"
     )
-    leg_source = f"{source} AND queue IN (${{queue:singlequote}})"
+    branches = " UNION ALL ".join(
+        f"SELECT * FROM {DB}.{table} FINAL WHERE {filters} AND {picked('view')} = '{table}'"
+        for table in VIEWS
+    )
+    return f"FROM ({branches})"
+
+
+def interval_report() -> Dashboard:
+    source = report_source()
+    leg_source = report_source(f" AND {selected('queue', 'queue')}")
     figures = (
         "sum(offered) AS offered_legs, sum(answered) AS answered_legs, sum(abandoned) AS abandoned_legs,"
         f" {kpi('service_level')} AS service_level, {kpi('abandon_rate')} AS abandon_rate,"
@@ -315,9 +390,7 @@ def interval_report() -> Dashboard:
                 "Interval",
                 [("15 min", "15"), ("30 min", "30"), ("60 min", "60"), ("day", "1440")],
             ),
-            custom_variable(
-                "view", "View", [("as corrected", "interval_metrics"), ("as published", "interval_published")]
-            ),
+            custom_variable("view", "View", list(zip(("as corrected", "as published"), VIEWS, strict=True))),
             queue_variable(),
             channel_variable(),
         ),

@@ -10,7 +10,8 @@ Connect re-delivers a record whenever it is updated (``LastUpdateTimestamp``); e
 the contact and what the event is about, and mutable facts carry the time they were set as
 ``sequence``, so re-deliveries dedupe and corrections replace. Facts Connect has no field for (IVR
 path, wrap-up code, QA score, reopens) are contact attributes set by the flow or agent application,
-per docs/adapters.md.
+per docs/adapters.md. Queues and agents are keyed by the id at the end of their ARN (`resource_id`),
+as contact events must (they carry no names), so live and record figures share one key.
 """
 
 from __future__ import annotations
@@ -203,9 +204,12 @@ def parse_agent_event(payload: dict[str, Any], tenant: str, received_at: datetim
     snapshot = record.obj("CurrentAgentSnapshot")
     assert snapshot is not None
     configuration = snapshot.obj("Configuration", required=False)
-    agent = configuration.text("Username", required=False) if configuration else None
+    arn = record.text("AgentARN", required=False)
+    agent = resource_id(arn) if arn is not None else None
     if agent is None:
-        agent = record.text("AgentARN").rsplit("/", 1)[-1]
+        agent = configuration.text("Username", required=False) if configuration else None
+    if agent is None:
+        raise AdapterError("missing_field", f"{record.path('AgentARN')} is missing (and no Username)")
     if kind == "LOGOUT":
         state = "offline"
     else:
@@ -213,6 +217,25 @@ def parse_agent_event(payload: dict[str, Any], tenant: str, received_at: datetim
         assert status is not None
         state = status.text("Name").strip().lower().replace(" ", "_")
     return agent_state_events(tenant, AGENT_SOURCE, received_at, agent, state, at)
+
+
+def resource_id(arn: str) -> str:
+    """The key of a Connect queue or agent: the id that ends its ARN (``.../queue/<id>``,
+    ``.../agent/<id>``; an agent's own queue, ``.../queue/agent/<agent id>``, by that agent's id).
+    Contact records, contact events and agent events all key by it: only records carry names."""
+    return arn.rsplit("/", 1)[-1]
+
+
+def _key(info: Fields, name_key: str) -> str:
+    """``info``'s queue or agent key: the id from its ``ARN``; its name only when a record has no ARN
+    (the data model lists ``ARN`` in every ``Queue`` and ``Agent``; only hand-built records lack it)."""
+    arn = info.text("ARN", required=False)
+    if arn is not None:
+        return resource_id(arn)
+    name = info.text(name_key, required=False)
+    if name is None:
+        raise AdapterError("missing_field", f"{info.path('ARN')} is missing (and no {name_key})")
+    return name
 
 
 def _check_tags(record: Fields, tenant: str) -> None:
@@ -283,7 +306,7 @@ def _queue(
     enqueued = queue_info.time("EnqueueTimestamp", required=False) if queue_info else None
     if queue_info is None or enqueued is None:
         return None, None
-    queue = queue_info.text("Name", required=False) or queue_info.text("ARN").rsplit("/", 1)[-1]
+    queue = _key(queue_info, "Name")
     dequeued = queue_info.time("DequeueTimestamp", required=False)
     check_order(enqueued, dequeued, queue_info)
     builder.emit(EventType.QUEUED, enqueued, (leg_id,), leg_id=leg_id, queue=queue)
@@ -293,7 +316,7 @@ def _queue(
 def _agent(
     builder: EventBuilder, agent_info: Fields, connected: datetime, leg_id: str, queue: str | None
 ) -> str:
-    agent = agent_info.text("Username", required=False) or agent_info.text("ARN").rsplit("/", 1)[-1]
+    agent = _key(agent_info, "Username")
     builder.emit(EventType.ANSWERED, connected, (leg_id,), leg_id=leg_id, queue=queue, agent=agent)
     holds = agent_info.integer("NumberOfHolds", required=False) or 0
     hold_seconds = agent_info.integer("CustomerHoldDuration", required=False) or 0

@@ -12,8 +12,9 @@ guide shows the detail's keys in camelCase and, in some examples, PascalCase: bo
 The events are *provisional*, scoped to the contact (``scope`` = ``contactId``): a contact record
 covers one contact, so the record of contact 1 replaces contact 1's events and leaves the live
 events of a transferred contact 2 alone. Conversation and leg ids are the record adapter's
-(``initialContactId`` or ``contactId``; ``contactId``). Events name queues and agents by ARN only,
-so queue and agent are the ARN's last part. Mapping table: docs/adapters.md.
+(``initialContactId`` or ``contactId``; ``contactId``). Events name queues and agents by ARN only;
+queue and agent are the id that ends it (`connect.resource_id`), the key the record adapter uses
+too, so the record replaces live figures under the same queue. Mapping table: docs/adapters.md.
 """
 
 from __future__ import annotations
@@ -146,9 +147,9 @@ def _time(fields: Fields | None, key: str) -> datetime | None:
     return fields.time(key, required=False)
 
 
-def _arn_tail(fields: Fields, key: str) -> str | None:
+def _arn_id(fields: Fields, key: str) -> str | None:
     arn = fields.text(key, required=False)
-    return None if arn is None else arn.rsplit("/", 1)[-1]
+    return None if arn is None else connect.resource_id(arn)
 
 
 def _snapshot(builder: EventBuilder, detail: Fields, contact: str, *, first: bool) -> None:
@@ -163,8 +164,8 @@ def _snapshot(builder: EventBuilder, detail: Fields, contact: str, *, first: boo
     disconnected = _time(detail, "disconnectTimestamp")
     if acw_start is not None:
         check_order(acw_start, acw_end, f"{detail.where}.agentInfo after-contact work")
-    queue = _arn_tail(queue_info, "queueArn") if queue_info is not None else None
-    agent = _arn_tail(agent_info, "agentArn") if agent_info is not None else None
+    queue = _arn_id(queue_info, "queueArn") if queue_info is not None else None
+    agent = _arn_id(agent_info, "agentArn") if agent_info is not None else None
     known = [
         moment for moment in (initiated, enqueued, connected, acw_start, acw_end, disconnected) if moment
     ]

@@ -48,10 +48,16 @@ def _inputs(
     return lambda flow: kafka_input(flow, settings.kafka, tail=not until_eof)
 
 
-def clickhouse_sink(settings: Settings) -> ClickHouseSink:
-    """The rows sink; with ``recovery_dir`` it writes only rows of committed epochs."""
+def clickhouse_sink(settings: Settings, *, dead_letter_topic: bool = True) -> ClickHouseSink:
+    """The rows sink; with ``recovery_dir`` it writes only rows of committed epochs. Rows ClickHouse
+    refuses are dead-lettered in the table and, with ``dead_letter_topic``, on the Kafka topic."""
     dsn = settings.clickhouse.dsn
-    return ClickHouseSink(lambda: connect(dsn), settings.clickhouse, recovery_dir=settings.recovery_dir)
+    return ClickHouseSink(
+        lambda: connect(dsn),
+        settings.clickhouse,
+        recovery_dir=settings.recovery_dir,
+        dead_letter_topic=settings.kafka if dead_letter_topic else None,
+    )
 
 
 def make_flow(
@@ -71,7 +77,7 @@ def make_flow(
     return build_flow(
         _inputs(settings, replay, progress, until_eof),
         settings,
-        sink if sink is not None else clickhouse_sink(settings),
+        sink if sink is not None else clickhouse_sink(settings, dead_letter_topic=replay is None),
         dead_letter_sinks,
         drain_at_eof=drain_at_eof,
     )
@@ -104,7 +110,7 @@ def run(
         start_http_server(settings.metrics_port)
     tune_gc()
     init_db(connect(settings.clickhouse.dsn), settings.clickhouse.database)
-    sink = clickhouse_sink(settings)
+    sink = clickhouse_sink(settings, dead_letter_topic=replay is None)
     drain = drain_at_eof or until_eof
     flow = make_flow(
         settings, replay=replay, drain_at_eof=drain, until_eof=until_eof, progress=progress, sink=sink

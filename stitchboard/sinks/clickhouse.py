@@ -1,26 +1,47 @@
 """Batched, retrying ClickHouse writer for the rows the flow publishes (chDB or a ClickHouse server).
 
 Writes are at-least-once: a retried or replayed batch may land twice, which the
-ReplacingMergeTree tables absorb. Rows are never dropped: a batch that still fails after the
-last retry stays buffered and the error propagates, so the flow stops and recovery replays.
+ReplacingMergeTree tables absorb. Rows are never dropped:
+
+- an INSERT touches at most ``max_partitions_per_insert`` partitions (ClickHouse refuses more, and
+  rows of many months, e.g. dead letters of a replayed archive, would otherwise never be written);
+- a failure that says nothing about the rows (network, server busy) is retried with backoff; a
+  batch that still fails after the last retry stays buffered and the error propagates, so the flow
+  stops and recovery replays;
+- a failure caused by the rows themselves (a value the column cannot hold) is narrowed down by
+  halving the batch: every other row is written, and each row ClickHouse refuses on its own becomes
+  a dead letter (``REJECTED_REASON``) holding the row, instead of stopping the flow on every replay.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
+import importlib.util
+import re
+import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, Literal
 
 import clickhouse_connect
+import orjson
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError, DataError, ProgrammingError
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, DataError, ProgrammingError
 
 from stitchboard import tables
+from stitchboard.deadletters import DeadLetter
 
 Row = tuple[Any, ...]
+
+REJECTED_REASON = "sink_rejected"
+"""Dead-letter reason of a row ClickHouse refused on its own (see ``ClickHouseWriter``)."""
+
+MAX_PARTITIONS_PER_INSERT = 100
+"""ClickHouse's default ``max_partitions_per_insert_block``."""
 
 
 def connect(dsn: str) -> Client:
@@ -28,6 +49,11 @@ def connect(dsn: str) -> Client:
 
     ``tz_mode='aware'`` makes DateTime64('UTC') values come back as UTC-aware datetimes.
     """
+    if dsn.startswith("chdb:") and importlib.util.find_spec("chdb") is None:
+        raise RuntimeError(
+            "a chdb:// DSN needs the embedded engine, which this installation leaves out: install "
+            "stitchboard[embedded], or set clickhouse.dsn (STITCHBOARD_CLICKHOUSE__DSN) to http(s)://..."
+        )
     return clickhouse_connect.get_client(dsn=dsn, tz_mode="aware")
 
 
@@ -96,18 +122,130 @@ def latest_versions(table: str, rows: Sequence[Row]) -> list[Row]:
     return list(kept.values())
 
 
-def _retryable(exc: BaseException) -> bool:
-    """Server and transport failures are retried; client-side programming and data errors are not."""
-    if isinstance(exc, ProgrammingError | DataError):
-        return False
-    return isinstance(exc, ClickHouseError | OSError)
+Failure = Literal["transient", "rows", "fatal"]
+
+# Server errors caused by the inserted values, the same on every retry (names from ClickHouse's
+# ``errorCodeToName``): CANNOT_PARSE_TEXT, CANNOT_PARSE_INPUT_ASSERTION_FAILED, CANNOT_PARSE_DATE,
+# CANNOT_PARSE_DATETIME, TYPE_MISMATCH, ARGUMENT_OUT_OF_BOUND, CANNOT_CONVERT_TYPE, INCORRECT_DATA,
+# TOO_LARGE_STRING_SIZE, VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE, CANNOT_PARSE_UUID, DECIMAL_OVERFLOW.
+_ROW_ERROR_CODES = frozenset({6, 27, 38, 41, 53, 69, 70, 117, 131, 321, 376, 407})
+# Code 252 (TOO_MANY_PARTS) is also "too many parts, merges are slower than inserts": transient.
+_TOO_MANY_PARTITIONS = "Too many partitions for single INSERT block"
+_CODE = re.compile(r"Code: (\d+)\.")
+
+
+def classify(exc: BaseException) -> Failure:
+    """What an insert failure says about the batch.
+
+    ``transient``: the server or the transport failed (retry the same batch). ``rows``: the values
+    caused it, so smaller batches isolate the rows at fault: client-side serialisation errors
+    (``DataError``, or the ``ValueError``/``TypeError``/``struct.error`` family the driver lets
+    through), server-side data errors, and too many partitions for one block. ``fatal``: a
+    programming error (unknown column, wrong statement) that no retry or split can fix.
+    """
+    if isinstance(exc, ProgrammingError):
+        return "fatal"
+    if isinstance(exc, DataError | ValueError | TypeError | AttributeError | OverflowError | struct.error):
+        return "rows"
+    if isinstance(exc, DatabaseError):
+        message = str(exc)
+        code = _CODE.search(message)
+        if _TOO_MANY_PARTITIONS in message or (code is not None and int(code.group(1)) in _ROW_ERROR_CODES):
+            return "rows"
+    if isinstance(exc, ClickHouseError | OSError):
+        return "transient"
+    return "fatal"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON orjson can always write: text with lone surrogates escaped, integers beyond
+    64 bits and unknown types as text, bytes as ``{"base64": ...}``."""
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(_plain(key)): _plain(item) for key, item in value.items()}
+    return repr(value)
+
+
+def row_bytes(table: str, row: Row) -> bytes:
+    """A refused row as the bytes of its dead letter: ``{"table": ..., "row": {column: value}}``."""
+    names = tables.columns(table)
+    values = dict(zip(names, row, strict=False)) if len(row) == len(names) else {"values": row}
+    return orjson.dumps({"table": table, "row": {name: _plain(value) for name, value in values.items()}})
+
+
+def _text(value: Any, limit: int = 2000) -> str:
+    text = value if isinstance(value, str) else "" if value is None else str(value)
+    return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def rejected_letter(table: str, row: Row, error: BaseException, received_at: datetime) -> DeadLetter:
+    """The dead letter of a row ClickHouse refused on its own.
+
+    A dead letter keeps its original bytes, tenant, source and origin (only text that cannot be
+    encoded is escaped) and says what it was; any other row keeps its values as JSON, its tenant,
+    and ``clickhouse/<table>`` as origin.
+    """
+    problem = f"{table}: {type(error).__name__}: {_text(error, 1000)}"
+    named = dict(zip(tables.columns(table), row, strict=False))
+    if table == "dead_letters":
+        raw = named.get("raw")
+        return DeadLetter(
+            REJECTED_REASON,
+            f"{problem}; the letter was {_text(named.get('reason'))}: {_text(named.get('detail'))}",
+            bytes(raw) if isinstance(raw, bytes | bytearray) else row_bytes(table, row),
+            received_at,
+            _text(named.get("tenant")),
+            _text(named.get("source")),
+            _text(named.get("origin")),
+        )
+    return DeadLetter(
+        REJECTED_REASON,
+        problem,
+        row_bytes(table, row),
+        received_at,
+        _text(named.get("tenant")),
+        "",
+        f"clickhouse/{table}",
+    )
+
+
+def partition_blocks(table: str, rows: list[Row], max_partitions: int) -> list[list[Row]]:
+    """``rows`` in blocks of at most ``max_partitions`` partitions each (ClickHouse's limit per
+    INSERT block), partitions in ascending order, rows of a partition in their order; one block
+    when the rows span few enough partitions (the common case: no copy, no reorder)."""
+    key = tables.partition_key(table)
+    if key is None or len(rows) <= max_partitions:
+        return [rows]
+    by_partition: dict[Hashable, list[Row]] = {}
+    for row in rows:
+        by_partition.setdefault(key(row), []).append(row)
+    if len(by_partition) <= max_partitions:
+        return [rows]
+    ordered = sorted(by_partition.items(), key=lambda item: (str(type(item[0])), item[0]))
+    return [
+        [row for _, partition in ordered[start : start + max_partitions] for row in partition]
+        for start in range(0, len(ordered), max_partitions)
+    ]
 
 
 class ClickHouseWriter:
     """Buffers rows per table and inserts them in batches.
 
     ``add`` inserts when a table holds ``batch_rows`` rows, when ``flush_seconds`` passed since the
-    last flush, or (back-pressure) when all tables together buffer ``max_buffered_rows``.
+    last flush, or (back-pressure) when all tables together buffer ``max_buffered_rows``. A batch
+    is sent in INSERTs of at most ``max_partitions_per_insert`` partitions; rows ClickHouse refuses
+    go to ``dead_letters`` (and to ``on_rejected``, e.g. the dead-letter topic) as the module says.
     """
 
     def __init__(
@@ -125,6 +263,9 @@ class ClickHouseWriter:
         clock: Callable[[], float] = time.monotonic,
         on_insert: Callable[[str, int, float], None] | None = None,
         on_retry: Callable[[str, int, BaseException], None] | None = None,
+        on_rejected: Callable[[str, BaseException, DeadLetter], None] | None = None,
+        max_partitions_per_insert: int = MAX_PARTITIONS_PER_INSERT,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.client = client
         self.database = database
@@ -138,12 +279,16 @@ class ClickHouseWriter:
         self._clock = clock
         self._on_insert = on_insert  # (table, rows, seconds) after each successful insert
         self._on_retry = on_retry  # (table, attempt, error) before each backoff
+        self._on_rejected = on_rejected  # (table, error, dead letter) once a refused row's letter is stored
+        self.max_partitions_per_insert = max_partitions_per_insert
+        self._now = now  # received_at of the dead letter of a refused row
         self._buffers: dict[str, list[Row]] = {}
         self._last_flush = clock()
         self.batches = 0
         self.rows = 0
         self.retries = 0
         self.backpressure_flushes = 0
+        self.rejected = 0
 
     @property
     def buffered_rows(self) -> int:
@@ -197,6 +342,32 @@ class ClickHouseWriter:
             self.rows += len(batch)
 
     def _insert(self, table: str, batch: list[Row]) -> None:
+        """Insert ``batch`` in blocks ClickHouse accepts; see the module docstring."""
+        for block in partition_blocks(table, batch, self.max_partitions_per_insert):
+            self._insert_isolating(table, block)
+
+    def _insert_isolating(self, table: str, rows: list[Row], *, rejectable: bool = True) -> None:
+        """Insert ``rows``; when the rows are at fault, halve until each refused row stands alone,
+        then dead-letter it (``rejectable``) or raise (a rejected row's own letter was refused)."""
+        try:
+            self._insert_retrying(table, rows)
+        except Exception as exc:
+            if classify(exc) != "rows":
+                raise
+            if len(rows) > 1:
+                middle = len(rows) // 2
+                self._insert_isolating(table, rows[:middle], rejectable=rejectable)
+                self._insert_isolating(table, rows[middle:], rejectable=rejectable)
+                return
+            if not rejectable:
+                raise
+            letter = rejected_letter(table, rows[0], exc, self._now())
+            self._insert_isolating("dead_letters", [to_columns("dead_letters", letter)], rejectable=False)
+            self.rejected += 1
+            if self._on_rejected is not None:
+                self._on_rejected(table, exc, letter)
+
+    def _insert_retrying(self, table: str, batch: list[Row]) -> None:
         attempt = 0
         while True:
             started = time.perf_counter()
@@ -209,7 +380,7 @@ class ClickHouseWriter:
                     column_type_names=tables.column_types(table),
                 )
             except Exception as exc:
-                if attempt >= self.max_retries or not _retryable(exc):
+                if attempt >= self.max_retries or classify(exc) != "transient":
                     raise
                 if self._on_retry is not None:
                     self._on_retry(table, attempt + 1, exc)

@@ -21,9 +21,11 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from clickhouse_connect.driver.client import Client
 
 from stitchboard import telemetry
+from stitchboard.deadletters import DeadLetter
 from stitchboard.rows import IntervalRow, PublishedRow
-from stitchboard.settings import ClickHouseSettings
+from stitchboard.settings import ClickHouseSettings, KafkaSettings
 from stitchboard.sinks.clickhouse import BackgroundWriter, ClickHouseWriter, Row, latest_versions, to_columns
+from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterProducer
 from stitchboard.sinks.recovery_store import CommittedSnapshot, RecoveryStore, StoreUnreadable
 from stitchboard.tables import tables_for
 
@@ -222,12 +224,43 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
         return self._error
 
 
+class _RejectedRows:
+    """Where a row ClickHouse refused goes besides the ``dead_letters`` table: the rejection
+    counter, and the dead-letter topic when the flow has one (a producer made on first use, shared
+    by the sink's writer threads, each letter acknowledged before the writer goes on)."""
+
+    def __init__(self, kafka: KafkaSettings | None) -> None:
+        self._kafka = kafka
+        self._producer: KafkaDeadLetterProducer | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, table: str, error: BaseException, letter: DeadLetter) -> None:
+        telemetry.record_rejected(table, error)
+        if self._kafka is None:
+            return
+        with self._lock:
+            if self._producer is None:
+                k = self._kafka
+                self._producer = KafkaDeadLetterProducer(
+                    k.brokers, k.dead_letter_topic, k.extra_config, max_message_bytes=k.dead_letter_max_bytes
+                )
+            self._producer.produce(letter)
+            self._producer.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close()
+                self._producer = None
+
+
 class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
     """One partition: all rows of a worker set reach ClickHouse through one batching writer.
 
     With ``recovery_dir`` (the flow runs with Bytewax recovery) rows are staged per epoch and
     written once committed (see ``_StagedPartition``); call ``finish()`` after the flow ended to
-    write the last epoch, which Bytewax commits only after the sink is closed.
+    write the last epoch, which Bytewax commits only after the sink is closed. A row ClickHouse
+    refuses becomes a dead letter in the table and, given ``dead_letter_topic``, on that topic.
     """
 
     def __init__(
@@ -238,9 +271,11 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
         recovery_dir: Path | None = None,
         backoff_seconds: float = 0.2,
         poll_seconds: float = 0.2,
+        dead_letter_topic: KafkaSettings | None = None,
     ) -> None:
         self._client_factory = client_factory
         self._settings = settings
+        self._rejected = _RejectedRows(dead_letter_topic)
         self._recovery = RecoveryStore(recovery_dir) if recovery_dir is not None else None
         self._backoff_seconds = backoff_seconds
         self._poll_seconds = poll_seconds
@@ -263,6 +298,8 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
             backoff_seconds=self._backoff_seconds,
             on_insert=telemetry.record_insert,
             on_retry=telemetry.record_retry,
+            on_rejected=self._rejected,
+            max_partitions_per_insert=s.max_partitions_per_insert,
         )
 
     def _committed_sink_epoch(self, step_id: str) -> int | None:
@@ -297,6 +334,7 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
             partition.stop()
         if self._recovery is not None:
             self._recovery.close()
+        self._rejected.close()
 
     def _read_committed(self, step_id: str, attempts: int = 20) -> CommittedSnapshot | None:
         assert self._recovery is not None
@@ -311,6 +349,12 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
 
     def finish(self) -> int:
         """After the flow ended: write the staged rows of the committed snapshot; returns rows written."""
+        try:
+            return self._finish()
+        finally:
+            self._rejected.close()
+
+    def _finish(self) -> int:
         if self._recovery is None or self._step_id is None:
             return 0
         for partition in self._partitions:

@@ -88,7 +88,10 @@ def render_agent_state(s: SimAgentState) -> list[Delivery]:
                     "Name": s.state.replace("_", " ").title(),
                     "StartTimestamp": _plain_time(s.at),
                 },
-                "Configuration": {"Username": s.agent, "RoutingProfile": {"Name": "Default"}},
+                "Configuration": {
+                    "Username": _connect_username(s.agent),
+                    "RoutingProfile": {"Name": "Default"},
+                },
                 "Contacts": [],
             },
         }
@@ -550,7 +553,7 @@ def _connect_leg(record: dict[str, Any], leg: SimLeg) -> None:
         "DequeueTimestamp": _plain_time(leg.left_at),
         "Duration": _seconds(leg.entered_at, leg.left_at),
         "EnqueueTimestamp": _plain_time(leg.entered_at),
-        "Name": leg.queue,
+        "Name": _connect_queue_name(leg.queue),
     }
     record["AgentConnectionAttempts"] = len(leg.missed) + int(leg.outcome == "answered")
     if leg.outcome == "answered" and leg.ended_at is not None:
@@ -568,12 +571,23 @@ def _connect_leg(record: dict[str, Any], leg: SimLeg) -> None:
             "LongestHoldDuration": max((_seconds(h.start, h.end) for h in leg.holds), default=0),
             "NumberOfHolds": len(leg.holds),
             "RoutingProfile": {"ARN": f"{CONNECT_INSTANCE_ARN}/routing-profile/default", "Name": "Default"},
-            "Username": leg.agent,
+            "Username": _connect_username(leg.agent),
         }
     if leg.transfer is not None and leg.ended_at is not None:
         record["TransferCompletedTimestamp"] = _plain_time(leg.ended_at)
     if leg.transfer == "external":
         record["TransferredToEndpoint"] = {"Type": "TELEPHONE_NUMBER", "Address": EXTERNAL_NUMBER}
+
+
+def _connect_queue_name(queue: str) -> str:
+    """A display name unlike the queue's key, which is the id ending its ARN: Stitchboard keys by
+    the id, so a name must never reach the figures (the truth is keyed by the scenario's queue)."""
+    return f"{queue.replace('_', ' ').title()} Queue"
+
+
+def _connect_username(agent: str) -> str:
+    """A login unlike the agent's key (the id ending its ARN), for the same reason."""
+    return f"{agent}@stitchboard.example"
 
 
 CONNECT_INFORMATIONAL = frozenset(

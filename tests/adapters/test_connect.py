@@ -104,6 +104,11 @@ def test_agent_events() -> None:
         "connect_agent",
     )
     assert connect.parse_agent_event(load("connect_agent/heart_beat.json"), "acme", RECEIVED) == []
+    renamed = load("connect_agent/state_change.json")
+    renamed["CurrentAgentSnapshot"]["Configuration"]["Username"] = "a.lee@example.com"
+    assert connect.parse_agent_event(renamed, "acme", RECEIVED)[0].agent == "ann.lee"  # the ARN's id
+    del renamed["AgentARN"]
+    assert connect.parse_agent_event(renamed, "acme", RECEIVED)[0].agent == "a.lee@example.com"
     logout = load("connect_agent/state_change.json")
     logout["EventType"] = "LOGOUT"
     assert connect.parse_agent_event(logout, "acme", RECEIVED)[0].attributes == {"state": "offline"}

@@ -11,6 +11,12 @@ from support.source_records import FIXTURES, load
 from stitchboard.adapters import connect_events, normalise
 from stitchboard.deadletters import AdapterError, DeadLetter
 from stitchboard.events import CanonicalEvent, Channel, Direction, EventType
+from stitchboard.interval_book import IntervalBook
+from stitchboard.metrics import METRIC_NAMES
+from stitchboard.rows import IntervalRow
+from stitchboard.settings import TenantSettings, TimingSettings
+from stitchboard.stitching.stitch import stitch_group
+from stitchboard.stitching.store import ConversationState
 
 RECEIVED = datetime(2022, 1, 5, 18, 0, tzinfo=UTC)
 CORPUS = "corpus/connect_events"
@@ -93,6 +99,38 @@ def test_abandon_in_queue_and_the_unset_1970_timestamps() -> None:
         ("disconnected", at("17:29:31", day), None, None, None),
     ]
     assert "self_served" not in disconnected[-1].attributes  # the event does not say who ended it
+
+
+def test_live_figures_stay_under_the_queue_and_agent_the_record_names() -> None:
+    """#11 follow-up, failing first: the events keyed queue and agent by the ARN's id, the record by
+    ``Queue.Name`` / ``Agent.Username``, so the record moved the live figures to another queue (a
+    wallboard saw the queue appear and vanish) and restated the quarter-hour of the queue entry that
+    was already final. Both shapes now key by the id, so the record restates nothing there."""
+    settings = TenantSettings()
+    book = IntervalBook("acme", settings, TimingSettings(allowed_lateness_seconds=600), METRIC_NAMES)
+    stream = ["01_initiated", "02_queued", "03_connected_to_agent", "04_disconnected", "05_completed"]
+    state: ConversationState | None = None
+    published: list[IntervalRow] = []
+    agents: list[str | None] = []
+    for name in [f"contact_a_{part}" for part in stream] + ["contact_a_record"]:
+        events = parse(load(f"{CORPUS}/{name}.json"))
+        outcome = stitch_group(state, events, settings)
+        state = outcome.state
+        book.apply_all(outcome.deltas)
+        book.observe(max(e.event_time for e in events), RECEIVED)
+        flushed = book.flush(RECEIVED, all_provisional=True)
+        published += flushed.interval_rows
+        agents.append(state.conversation().legs[0].agent if state.conversation().legs else None)
+        if name == "contact_a_record":
+            assert (flushed.restated, flushed.restatements) == ([], [])
+    # the watermark (17:27:17) finalised the quarter-hour of the queue entry before the record came
+    assert {(r.interval_minutes, r.interval_start) for r in published if r.status == "final"} == {
+        (15, at("17:00:00"))
+    }
+    # queue "" held the contact only until it queued (INITIATED); every other row is the queue's id
+    assert {r.queue for r in published if r.queue} == {QUEUE_A}
+    assert {r.queue for r in book.drain(RECEIVED).final if any(r.metrics.values())} == {QUEUE_A}
+    assert agents == [None, None, AGENT_A, AGENT_A, AGENT_A, AGENT_A]
 
 
 def test_eventbridge_event_and_its_bare_detail_give_the_same_events() -> None:

@@ -27,6 +27,13 @@ from stitchboard.stitching.store import AddResult, ConversationState
 TENANT = "acme"
 RECEIVED = datetime(2024, 8, 2, 18, 0, tzinfo=UTC)
 SETTINGS = TenantSettings()
+# queues and agents are keyed by the id that ends their ARN (the records' Queue.Name in comments)
+REFRIG = "078ccbaa-ae69-4bf9-84bc-5c60ca9b1478"  # TCC Refrig AC LLA
+OVERFLOW = "5d1e7a7c-2b0f-4f21-8a8e-0b9c4e6f1a10"  # TCC Overflow
+GENERAL = "8f3c2d41-6a5b-4e7d-9c0b-1d2e3f4a5b11"  # TCC General
+BASIC = "c677a7a5-1d56-4ce3-a890-79fc53f7fe3f"  # BasicQueue
+INBOUND = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c51"  # InboundQueue
+CALLBACK = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c52"  # CallbackQueue
 
 
 def record(name: str) -> dict[str, Any]:
@@ -83,8 +90,8 @@ def test_external_transfer_without_next_contact_ends_at_the_disconnect() -> None
         transfer.event_time,
     )
     figures = totals(conversation)
-    assert figures[("TCC Refrig AC LLA", "transferred_out")] == 1
-    assert figures[("TCC Refrig AC LLA", "handled")] == 1
+    assert figures[(REFRIG, "transferred_out")] == 1
+    assert figures[(REFRIG, "handled")] == 1
 
 
 def test_transfer_to_a_next_contact_keeps_the_conversation_going() -> None:
@@ -95,7 +102,7 @@ def test_transfer_to_a_next_contact_keeps_the_conversation_going() -> None:
     conversation, _, _ = replay(first, second)
     assert conversation.ended_at == at("2024-08-02T17:51:37Z")
     assert [leg.transfer_at is not None for leg in conversation.legs] == [True, False]
-    assert totals(conversation)[("BasicQueue", "transferred_out")] == 1
+    assert totals(conversation)[(BASIC, "transferred_out")] == 1
 
 
 def test_external_transfer_with_a_consult_leg_ends_when_that_leg_disconnects() -> None:
@@ -127,9 +134,9 @@ def test_consult_without_transfer_ends_with_the_customers_contact() -> None:
 def test_callback_request_is_not_an_abandon() -> None:
     conversation, _, _ = replay(record("voice_callback_1"), record("voice_callback_2"))
     figures = totals(conversation)
-    assert figures[("InboundQueue", "offered")] == 1
-    assert figures[("InboundQueue", "abandoned")] == 0
-    assert figures[("CallbackQueue", "answer_wait_ms")] == 46_000
+    assert figures[(INBOUND, "offered")] == 1
+    assert figures[(INBOUND, "abandoned")] == 0
+    assert figures[(CALLBACK, "answer_wait_ms")] == 46_000
     assert conversation.ended_at == at("2023-04-21T11:45:00Z")
     assert sum(leg.transfer_at is not None for leg in conversation.legs) == 1
 
@@ -138,9 +145,7 @@ def test_queue_to_queue_chain_offers_each_queue_once_and_abandons_none() -> None
     chain = [record(f"voice_queue_chain_{n}") for n in (1, 2, 3)]
     conversation, _, _ = replay(*chain)
     figures = totals(conversation)
-    assert [
-        figures[(queue, "offered")] for queue in ("TCC Refrig AC LLA", "TCC Overflow", "TCC General")
-    ] == [1, 1, 1]
+    assert [figures[(queue, "offered")] for queue in (REFRIG, OVERFLOW, GENERAL)] == [1, 1, 1]
     assert sum(value for (_, metric), value in figures.items() if metric == "abandoned") == 0
     assert conversation.ended_at == at("2022-01-05T17:25:31Z")
     assert [leg.transfer_at is not None for leg in conversation.legs] == [True, True, False]
@@ -148,7 +153,7 @@ def test_queue_to_queue_chain_offers_each_queue_once_and_abandons_none() -> None
 
 def test_queue_abandon_without_next_contact_is_an_abandon() -> None:
     conversation, _, _ = replay(record("voice_queue_abandon"))
-    assert totals(conversation)[("TCC Refrig AC LLA", "abandon_wait_ms")] == 104_000
+    assert totals(conversation)[(REFRIG, "abandon_wait_ms")] == 104_000
     assert conversation.ended_at == at("2022-01-05T17:16:30Z")
 
 
@@ -235,12 +240,27 @@ def test_documented_conditional_fields_never_reject_a_record(name: str, path: tu
 def test_a_record_with_every_conditional_field_null_counts_its_answered_leg() -> None:
     conversation, _, _ = replay(record("voice_nulls"))
     (leg,) = conversation.legs
-    assert (leg.queue, leg.agent) == (
-        "078ccbaa-ae69-4bf9-84bc-5c60ca9b1478",
-        "e7c9afb6-b1e1-4afa-b5b5-d1c9bc752b69",
-    )
+    assert (leg.queue, leg.agent) == (REFRIG, "e7c9afb6-b1e1-4afa-b5b5-d1c9bc752b69")
     assert (leg.answer_wait_ms, leg.talk_ms, leg.handle_ms) == (20_000, 240_000, 240_000)
     assert conversation.ended_at == at("2022-01-05T17:19:06Z")
+
+
+def test_queue_and_agent_are_the_ids_that_end_their_arns() -> None:
+    """The key rule contact events need too (they carry no names): the ARN's id, whatever the name;
+    the name only for a record without an ARN; neither is a missing field."""
+    agent = "e7c9afb6-b1e1-4afa-b5b5-d1c9bc752b69"
+    (leg,) = replay(record("voice_answered"))[0].legs
+    assert (leg.queue, leg.agent) == (REFRIG, agent)  # not "TCC Refrig AC LLA", "agent-e7c9afb6"
+    agent_queue = replay(record("voice_agent_transfer_2"))[0].legs[0]  # .../queue/agent/<agent id>
+    assert agent_queue.queue == agent_queue.agent == "4c0d2a63-8e4f-4b9c-8a32-6d7e8f9a0b02"
+    unnamed = record("voice_answered")
+    del unnamed["Queue"]["ARN"], unnamed["Agent"]["ARN"]
+    (leg,) = replay(unnamed)[0].legs
+    assert (leg.queue, leg.agent) == ("TCC Refrig AC LLA", "agent-e7c9afb6")
+    del unnamed["Queue"]["Name"]
+    with pytest.raises(AdapterError) as caught:
+        connect.parse(unnamed, TENANT, RECEIVED)
+    assert (caught.value.reason, "payload.Queue.ARN" in caught.value.detail) == ("missing_field", True)
 
 
 def test_agent_never_connected_is_an_unanswered_leg() -> None:

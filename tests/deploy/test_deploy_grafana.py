@@ -25,7 +25,7 @@ from stitchboard.testing.grafana import (
     variable_queries,
 )
 
-TENANT_FILTER = "tenant IN (${tenant:singlequote})"
+TENANT_FILTER = build_module().TENANT_FILTER
 DATASOURCE_UID = "stitchboard-clickhouse"
 NOW = datetime(2026, 3, 30, 9, 7, tzinfo=UTC)
 
@@ -194,9 +194,39 @@ def test_only_macros_the_plugin_supports() -> None:
     for where, sql in all_sql():
         used = set(re.findall(r"\$__(\w+)", sql))
         assert used <= known, where
-        values = {"database": "db", "tenant": ["acme"], "queue": ["q"], "channel": ["c"], "view": "v"}
+        values = {"database": "db", "tenant": ["x61"], "queue": ["x71"], "channel": ["x63"], "view": "v"}
         values |= {"interval_length": "15"}
-        assert "$" not in expand(sql, TimeRange(NOW - timedelta(hours=1), NOW), values), where
+        assert not re.search(
+            r"\$\{|\$\w|\[\[", expand(sql, TimeRange(NOW - timedelta(hours=1), NOW), values)
+        ), where
+
+
+def test_variables_reach_the_sql_only_percent_encoded_in_a_string_literal() -> None:
+    """Safe by construction: a value can only appear as ``'${name:percentencode}'`` (Grafana leaves
+    ``A-Za-z0-9-_.~`` and ``%XX``), decoded by ClickHouse; the database constant, which no URL or
+    data can set, is the only variable pasted as SQL."""
+    reference = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)([^}:]*)(?::([^}]+))?\}")
+    for dashboard in load_dashboards().values():
+        variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+        assert variables["database"]["type"] == "constant"
+        sqls = [query.sql for query in panel_queries(dashboard)] + [
+            query.sql for query in variable_queries(dashboard)
+        ]
+        for sql in sqls:
+            for match in reference.finditer(sql):
+                name = match.group(1) or match.group(2) or match.group(4)
+                if name.startswith("__"):
+                    continue
+                if name == "database":
+                    assert match.group(0) == "${database}"
+                    continue
+                assert match.group(0) == f"${{{name}:percentencode}}", (dashboard["uid"], match.group(0))
+                before, after = sql[: match.start()], sql[match.end() :]
+                assert before.endswith("decodeURLComponent('") and after.startswith("')"), dashboard["uid"]
+        for variable in variables.values():
+            assert not variable.get("allValue"), variable["name"]
+            if variable["type"] == "query":
+                assert variable["query"].startswith(f"SELECT DISTINCT concat('x', hex({variable['name']}))")
 
 
 def test_alerting_file_matches_the_provisioning_format() -> None:

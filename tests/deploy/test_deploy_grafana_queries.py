@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,14 +17,21 @@ from stitchboard.intervals import interval_of
 from stitchboard.rows import ConversationRow, IntervalRow, RestatementRow
 from stitchboard.sinks.clickhouse import ClickHouseWriter
 from stitchboard.testing.grafana import (
+    REPO,
+    All,
+    Choice,
     Query,
     TimeRange,
+    Value,
     alert_queries,
     build_module,
     expand,
     fires,
     load_dashboards,
+    option_value,
+    options_from_rows,
     panel_queries,
+    resolve,
     variable_queries,
 )
 
@@ -248,57 +256,75 @@ def panel(dashboard_uid: str, title: str) -> Query:
     return query
 
 
+def choose(client: Client, database: str, dashboard_uid: str, **choices: Choice) -> dict[str, Value]:
+    """The variables of the dashboard as Grafana holds them once ``choices`` (option texts) are
+    selected: options come from running the variable queries."""
+    return resolve(
+        load_dashboards()[dashboard_uid],
+        choices,
+        lambda sql: client.query(sql).result_rows,
+        RANGE,
+        {"database": database},
+    )
+
+
 def test_every_dashboard_query_runs_for_each_choice_of_variables(
     chdb_client: Client, fresh_database: str
 ) -> None:
     populate(chdb_client, fresh_database)
     executed = 0
-    for dashboard in load_dashboards().values():
-        variables: dict[str, Any] = {"database": fresh_database}
-        for query in variable_queries(dashboard):
-            name = query.where.rsplit("$", 1)[1]
-            values = [row[name] for row in run(chdb_client, query, variables)]
-            variables[name] = ["acme"] if name == "tenant" else values
-            executed += 1
+    for uid, dashboard in load_dashboards().items():
         custom = [v for v in dashboard["templating"]["list"] if v["type"] == "custom"]
-        choices: list[dict[str, Any]] = [{}]
+        choices: list[dict[str, Choice]] = [{}]
         for variable in custom:
             choices = [
-                choice | {variable["name"]: option["value"]}
+                choice | {variable["name"]: option["text"]}
                 for choice in choices
                 for option in variable["options"]
             ]
+        multi = {v["name"] for v in dashboard["templating"]["list"] if v.get("multi")}
         for choice in choices:
+            every = {name: All() for name in multi - {"tenant"}}
+            variables = choose(
+                chdb_client,
+                fresh_database,
+                uid,
+                **(choice | every | {"tenant": ["acme"] if "tenant" in multi else "acme"}),
+            )
             for query in panel_queries(dashboard):
-                run(chdb_client, query, variables | choice)
+                run(chdb_client, query, variables)
                 executed += 1
     assert executed >= 60
 
 
 def test_variables_list_the_tenants_queues_and_channels(chdb_client: Client, fresh_database: str) -> None:
+    """Options show the names; their values are the names' ``option_value`` (``x`` + hex)."""
     populate(chdb_client, fresh_database)
     report = load_dashboards()["stitchboard-interval-report"]
     quality = load_dashboards()["stitchboard-data-quality"]
-    variables = {"database": fresh_database, "tenant": ["acme"]}
-    found = {
-        query.where: [next(iter(row.values())) for row in run(chdb_client, query, variables)]
-        for query in variable_queries(report)
-    }
+    variables = choose(chdb_client, fresh_database, "stitchboard-interval-report", tenant="acme")
+
+    def options(query: Query) -> list[str]:
+        found = options_from_rows(chdb_client.query(expand(query.sql, RANGE, variables)).result_rows)
+        assert all(option.value == "x" + option.text.encode().hex().upper() for option in found)
+        return [option.text for option in found]
+
+    found = {query.where: options(query) for query in variable_queries(report)}
     assert found == {
         "stitchboard-interval-report / $tenant": ["acme", "globex"],
         "stitchboard-interval-report / $queue": ["sales", "support"],
         "stitchboard-interval-report / $channel": ["chat", "voice"],
     }
     (tenants,) = variable_queries(quality)
-    assert [row["tenant"] for row in run(chdb_client, tenants, variables)] == ["", "acme", "globex"]
+    assert options(tenants) == ["", "acme", "globex"]
 
 
 def test_wallboard_shows_todays_live_figures_of_the_tenant_only(
     chdb_client: Client, fresh_database: str
 ) -> None:
     populate(chdb_client, fresh_database)
-    variables = {"database": fresh_database, "tenant": ["acme"]}
     uid = "stitchboard-wallboard"
+    variables = choose(chdb_client, fresh_database, uid, tenant="acme")
 
     def single(title: str) -> float:
         (row,) = run(chdb_client, panel(uid, title), variables)
@@ -327,31 +353,37 @@ def test_interval_report_switches_between_as_corrected_and_as_published(
     chdb_client: Client, fresh_database: str
 ) -> None:
     populate(chdb_client, fresh_database)
-    variables = {
-        "database": fresh_database,
-        "tenant": ["acme"],
-        "interval_length": "1440",
-        "queue": ["sales", "support"],
-        "channel": ["chat", "voice"],
-    }
+
+    def chosen(length: str, view: str) -> dict[str, Value]:
+        return choose(
+            chdb_client,
+            fresh_database,
+            "stitchboard-interval-report",
+            tenant="acme",
+            interval_length=length,
+            view=view,
+            queue=["sales", "support"],
+            channel=["chat", "voice"],
+        )
+
     totals = panel("stitchboard-interval-report", "Totals by queue")
-    corrected = run(chdb_client, totals, variables | {"view": "interval_metrics"})
-    published = run(chdb_client, totals, variables | {"view": "interval_published"})
+    corrected = run(chdb_client, totals, chosen("day", "as corrected"))
+    published = run(chdb_client, totals, chosen("day", "as published"))
     assert [(row["queue"], row["offered_legs"], row["answered_legs"]) for row in corrected] == [
         ("sales", 32, 28)
     ]
     assert [(row["queue"], row["offered_legs"], row["answered_legs"]) for row in published] == [
         ("sales", 30, 26)
     ]
-    quarter = run(chdb_client, totals, variables | {"view": "interval_metrics", "interval_length": "15"})
+    quarter = run(chdb_client, totals, chosen("15 min", "as corrected"))
     # Only the two final 15-minute intervals: the provisional ones are not reported yet.
     assert [(row["queue"], row["offered_legs"]) for row in quarter] == [("sales", 3 + 4)]
 
 
 def test_restatements_audit_counts_reasons_and_nets_changes(chdb_client: Client, fresh_database: str) -> None:
     populate(chdb_client, fresh_database)
-    variables = {"database": fresh_database, "tenant": ["acme"]}
     uid = "stitchboard-restatements"
+    variables = choose(chdb_client, fresh_database, uid, tenant="acme")
     by_reason = run(chdb_client, panel(uid, "By reason"), variables)
     assert [(row["reason"], row["restatements"], row["absolute_change"]) for row in by_reason] == [
         ("late_event", 2, 2),
@@ -373,8 +405,8 @@ def test_restatements_audit_counts_reasons_and_nets_changes(chdb_client: Client,
 
 def test_data_quality_and_pipeline_panels(chdb_client: Client, fresh_database: str) -> None:
     populate(chdb_client, fresh_database)
-    everyone = {"database": fresh_database, "tenant": ["", "acme", "globex"]}
-    acme = everyone | {"tenant": ["acme"]}
+    everyone = choose(chdb_client, fresh_database, "stitchboard-data-quality", tenant=All())
+    acme = choose(chdb_client, fresh_database, "stitchboard-pipeline", tenant=["acme"])
     letters = run(
         chdb_client, panel("stitchboard-data-quality", "Dead letters by tenant, reason and source"), everyone
     )
@@ -447,3 +479,27 @@ def test_alert_rules_fire_on_the_anomalies_in_the_data(chdb_client: Client, fres
         ("stitchboard-stale-pipeline", ("globex",)),
         ("stitchboard-finalisation-lag", ("globex",)),
     }
+
+
+def documented_panels() -> list[str]:
+    """The Grafana examples of docs/queries.md (SQL blocks using dashboard variables)."""
+    text = (REPO / "docs" / "queries.md").read_text(encoding="utf-8")
+    return [block for block in re.findall(r"```sql\n(.*?)```", text, re.S) if "${" in block]
+
+
+def test_the_documented_panel_queries_use_only_the_safe_pattern_and_run(
+    chdb_client: Client, fresh_database: str
+) -> None:
+    populate(chdb_client, fresh_database)
+    blocks = documented_panels()
+    assert len(blocks) >= 4
+    variables = {"tenant": option_value("acme"), "queue": [option_value("sales")], "tz": "Europe/London"}
+    found = []
+    for block in blocks:
+        formats = set(re.findall(r"\$\{\w+(?::(\w+))?\}", block))
+        assert formats == {"percentencode"}, block
+        sql = expand(block.replace("stitchboard.", f"`{fresh_database}`."), RANGE, variables)
+        found.append(list(chdb_client.query(sql).named_results()))
+    daily = {(row["queue"], row["offered_legs"]) for row in found[1]}
+    assert daily == {("sales", 40), ("support", 10), ("", 0), ("sales", 32)}  # today's and yesterday's
+    assert {row["reason"] for row in found[3]} == {"invalid_json", "schema"}

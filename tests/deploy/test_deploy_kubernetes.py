@@ -57,6 +57,7 @@ def test_kustomization_lists_every_manifest() -> None:
     assert kustomization()["namespace"] == NAMESPACE
     assert set(manifests()) == {
         "Namespace",
+        "ServiceAccount",
         "ConfigMap",
         "Service",
         "StatefulSet",
@@ -66,7 +67,8 @@ def test_kustomization_lists_every_manifest() -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["Namespace", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget", "Job"]
+    "kind",
+    ["Namespace", "ServiceAccount", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget", "Job"],
 )
 def test_manifest_is_a_valid_api_object_without_unknown_fields(kind: str) -> None:
     """The client's models reject missing required fields; a round trip drops unknown (misspelt) ones."""

@@ -1,7 +1,18 @@
+import dataclasses
+import hashlib
 from datetime import UTC, datetime
 
+import pytest
+
 from stitchboard.deadletters import DeadLetter
-from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterProducer, decode, encode
+from stitchboard.sinks.dead_letter_topic import (
+    KafkaDeadLetterProducer,
+    TruncatedDeadLetter,
+    decode,
+    encode,
+    message_parts,
+    read,
+)
 from stitchboard.testing.broker import Kafka
 
 LETTERS = [
@@ -43,3 +54,68 @@ def _headers(letter: DeadLetter) -> dict[str, bytes]:
         "tenant": letter.tenant.encode(),
         "source": letter.source.encode(),
     }
+
+
+def oversized(raw_bytes: int, **changes: str) -> DeadLetter:
+    """A malformed record under the 1 MiB input limit whose letter (base64) exceeds 1 MB."""
+    fields = {"tenant": "acme", "source": "webhook", "origin": "raw/2/41"} | changes
+    raw = b'{"payload": "' + bytes(range(256)) * (raw_bytes // 256)
+    return DeadLetter(
+        "invalid_json", "unexpected end of input", raw, datetime(2026, 3, 29, tzinfo=UTC), **fields
+    )
+
+
+def test_a_dead_letter_larger_than_the_topic_limit_is_truncated_with_its_digest_and_size(
+    kafka: Kafka,
+) -> None:
+    """Issue 13 #4: an 800 KB malformed record became a 1.07 MB letter; the producer raised
+    MSG_SIZE_TOO_LARGE and the flow stopped. The topic now gets a prefix of the bytes, their size and
+    SHA-256 (the table keeps every byte); letters that fit are unchanged."""
+    topic = kafka.create_topic()
+    big = oversized(800_000)
+    producer = KafkaDeadLetterProducer([kafka.bootstrap], topic)
+    for letter in (big, *LETTERS):
+        producer.produce(letter)
+    producer.close()
+    assert (producer.produced, producer.delivered, producer.truncated) == (3, 3, 1)
+    first, *rest = kafka.consume(topic, expected=3)
+    assert len(first.value()) <= 1_000_000
+    message = read(first.value())
+    assert message.truncated
+    assert (message.raw_size, message.raw_sha256) == (len(big.raw), hashlib.sha256(big.raw).hexdigest())
+    assert big.raw.startswith(message.letter.raw) and len(message.letter.raw) > 700_000
+    assert dataclasses.replace(message.letter, raw=big.raw) == big
+    assert (first.key(), dict(first.headers())) == (b"acme", _headers(big))
+    with pytest.raises(TruncatedDeadLetter, match="sha256"):
+        decode(first.value())
+    assert [decode(record.value()) for record in rest] == LETTERS
+    assert not any(read(record.value()).truncated for record in rest)
+
+
+def test_every_field_of_a_letter_is_bounded_by_the_limit() -> None:
+    """Text fields can be large too (a tenant or detail taken from a hostile record): each is cut to
+    a few KiB once the letter does not fit, so key, headers and value together stay under the limit."""
+    huge = oversized(2_000_000, tenant="t" * 500_000, source="s\u00e9" * 300_000, origin="o" * 400_000)
+    huge = dataclasses.replace(huge, detail="\x01" * 600_000, reason="r" * 100_000)
+    produced = message_parts(huge, 65_536)
+    assert produced.truncated and produced.size <= 65_536 - 1024
+    message = read(produced.value)
+    assert message.truncated and message.raw_size == len(huge.raw)
+    assert huge.tenant.startswith(message.letter.tenant) and produced.key == message.letter.tenant.encode()
+    assert huge.source.startswith(message.letter.source) and len(message.letter.source) > 500
+    assert huge.raw.startswith(message.letter.raw)
+
+
+def test_the_limit_follows_the_settings(kafka: Kafka) -> None:
+    topic = kafka.create_topic()
+    limit = 100_000
+    producer = KafkaDeadLetterProducer([kafka.bootstrap], topic, max_message_bytes=limit)
+    producer.produce(oversized(80_000))
+    producer.produce(oversized(60_000))
+    producer.close()
+    sizes = sorted(len(record.value()) for record in kafka.consume(topic, expected=2))
+    assert sizes[0] < limit - 10_000 < sizes[1] <= limit
+    roomy = KafkaDeadLetterProducer([kafka.bootstrap], topic, max_message_bytes=3_000_000)
+    roomy.produce(oversized(2_000_000))
+    roomy.close()
+    assert roomy.truncated == 0

@@ -1,8 +1,10 @@
 import dataclasses
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from clickhouse_connect.driver.client import Client
 
 from stitchboard import tables
@@ -72,3 +74,51 @@ def _table_columns(client: Client, database: str, table: str) -> list[str]:
             parameters={"db": database, "t": table},
         ).result_columns[0]
     )
+
+
+def test_partition_keys_come_from_the_ddl_and_agree_with_clickhouse(
+    chdb_client: Client, fresh_database: str
+) -> None:
+    """The sink splits inserts by partition: its key for a row is the table's PARTITION BY
+    expression evaluated in Python, checked here against ClickHouse evaluating the same expression."""
+    init_db(chdb_client, fresh_database)
+    instants = [
+        datetime(1999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC),
+        datetime(2000, 1, 1, tzinfo=UTC),
+        datetime(2026, 3, 1, 3, 30, tzinfo=timezone(timedelta(hours=5))),  # 28 Feb in UTC
+        datetime(2026, 3, 31, 23, 30, tzinfo=timezone(timedelta(hours=-5))),  # 1 April in UTC
+    ]
+    rows = {  # table → (rows in the order of their last column, that column)
+        "agent_states": ([("acme", "a1", "away", at, f"e{i}") for i, at in enumerate(instants)], "event_id"),
+        "dead_letters": (
+            [("r", "d", b"x", "acme", "s", f"o{i}", at) for i, at in enumerate(instants)],
+            "origin",
+        ),
+    }
+    for table, (values, order) in rows.items():
+        chdb_client.insert(
+            table,
+            values,
+            column_names=tables.columns(table),
+            database=fresh_database,
+            column_type_names=tables.column_types(table),
+        )
+        computed = chdb_client.query(
+            f"SELECT {tables.table(table).partition_by} FROM `{fresh_database}`.`{table}` ORDER BY {order}"
+        ).result_rows
+        key = tables.partition_key(table)
+        assert key is not None
+        assert (
+            [key(row) for row in values]
+            == [value for (value,) in computed]
+            == [199912, 200001, 202602, 202604]
+        )
+    for definition in tables.tables():
+        key = tables.partition_key(definition.name)
+        assert (key is None) == (definition.partition_by == "tuple()"), definition.name
+
+
+def test_a_partition_expression_the_sink_cannot_evaluate_is_refused() -> None:
+    unknown = dataclasses.replace(tables.table("agent_states"), partition_by="toStartOfWeek(at)")
+    with pytest.raises(ValueError, match="toStartOfWeek"):
+        tables.partition_function(unknown)

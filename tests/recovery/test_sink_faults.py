@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
@@ -19,6 +20,8 @@ from stitchboard.settings import ClickHouseSettings, Settings
 from stitchboard.sinks.clickhouse_sink import ClickHouseSink
 from stitchboard.synthetic.dataset import DEMO_TENANTS, Dataset, build_dataset
 from stitchboard.synthetic.truth import interval_truth
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 class FlakyClient:
@@ -153,3 +156,53 @@ def test_outage_longer_than_the_retries_stops_the_flow_and_recovery_loses_nothin
     second.stop()
 
     assert_equal_to_truth(chdb_client, fresh_database, dataset)
+
+
+def agent_state_record(at: datetime, index: int) -> bytes:
+    """A Connect agent event of ``at``, received then: one agent-state row in ``at``'s month."""
+    payload = orjson.loads((FIXTURES / "connect_agent" / "state_change.json").read_bytes())
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    payload |= {"EventId": f"month-{index}", "EventTimestamp": stamp}
+    payload["CurrentAgentSnapshot"]["AgentStatus"]["StartTimestamp"] = stamp
+    envelope = {"tenant": "acme", "source": "connect_agent", "received_at": stamp, "payload": payload}
+    return orjson.dumps(envelope)
+
+
+def rejected_record(at: datetime, index: int) -> bytes:
+    """A record of an unknown source received at ``at``: one dead letter in ``at``'s month."""
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return orjson.dumps({"tenant": "acme", "source": "fax", "received_at": stamp, "payload": {"n": index}})
+
+
+@pytest.mark.parametrize("recovery", [False, True], ids=["background-writer", "staged-epochs"])
+def test_rows_spanning_120_months_reach_clickhouse_and_the_flow_goes_on(
+    recovery: bool, chdb_client: Client, fresh_database: str, tmp_path: Path
+) -> None:
+    """Issue 13 #3: 120 rejected records and 120 agent states whose times span 120 months made the
+    dead-letter and agent-state inserts fail ("Too many partitions for single INSERT block") until
+    the retries ran out and the flow died. Each insert now touches at most 100 partitions."""
+    instants = [datetime(2016 + i // 12, i % 12 + 1, 15, 12, tzinfo=UTC) for i in range(120)]
+    records = [(at, rejected_record(at, i)) for i, at in enumerate(instants)]
+    records += [(at, agent_state_record(at, i)) for i, at in enumerate(instants)]
+    events = tmp_path / "events.jsonl"
+    write_records(events, records)
+    settings = Settings(
+        clickhouse=ClickHouseSettings(dsn="chdb://unused", database=fresh_database, max_retries=1),
+        metrics_port=None,
+        recovery_dir=tmp_path / "recovery" if recovery else None,
+        snapshot_seconds=1,
+    )
+    sink = ClickHouseSink(
+        lambda: chdb_client, settings.clickhouse, recovery_dir=settings.recovery_dir, backoff_seconds=0.01
+    )
+    config = recovery_config(settings)
+    run_main(make_flow(settings, replay=events, drain_at_eof=True, sink=sink), recovery_config=config)
+    sink.finish()
+    sink.stop()
+
+    def months_of(table: str, column: str) -> int:
+        query = f"SELECT uniqExact(toYYYYMM({column})), count() FROM {fresh_database}.{table} FINAL"
+        return chdb_client.query(query).result_rows[0]
+
+    assert months_of("dead_letters", "received_at") == (120, 120)
+    assert months_of("agent_states", "at") == (120, 120)
