@@ -295,17 +295,17 @@ def committed_queries(now: datetime, client: Client) -> list[Query]:
         for index, block in enumerate(selects, start=1):
             sql = expand(block, now - timedelta(days=1), now, _variables())
             found.append(Query(f"docs/{path.name} #{index}", sql))
-    grafana = REPO / "deploy" / "grafana"
-    for path in sorted((grafana / "dashboards").glob("*.json")):
+    grafana_dir = REPO / "deploy" / "grafana"
+    for path in sorted((grafana_dir / "dashboards").glob("*.json")):
         model = json.loads(path.read_text(encoding="utf-8"))
         start = _grafana_range(model.get("time", {}).get("from", "now-24h"), now)
         end = _grafana_range(model.get("time", {}).get("to", "now"), now)
-        window = grafana.TimeRange(start, end, 60)
+        time_range = grafana.TimeRange(start, end, 60)
         variables = grafana.resolve(
             model,
             _dashboard_choices(model),
             lambda sql: client.query(sql).result_rows,
-            window,
+            time_range,
             {"database": DB},
         )
         for panel in _panels(model.get("panels", [])):
@@ -320,7 +320,7 @@ def committed_queries(now: datetime, client: Client) -> list[Query]:
                 found.append(
                     Query(f"{model['uid']} / ${variable['name']}", expand(sql, start, end, variables))
                 )
-    alerts = grafana / "provisioning" / "alerting" / "stitchboard-alerts.yaml"
+    alerts = grafana_dir / "provisioning" / "alerting" / "stitchboard-alerts.yaml"
     if alerts.exists():
         for group in yaml.safe_load(alerts.read_text(encoding="utf-8")).get("groups", []):
             for rule in group["rules"]:
@@ -408,11 +408,11 @@ def paired_queries(now: datetime) -> list[tuple[str, Query, Query]]:
 
 def _time(client: Client, query: Query, repeats: int) -> list[float]:
     """Milliseconds per run (after one warm-up run), results fetched in ClickHouse's Native format."""
-    client.raw_query(query.sql, parameters=query.parameters, fmt="Native")
+    client.raw_query(query.sql, parameters=dict(query.parameters or {}), fmt="Native")
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()
-        client.raw_query(query.sql, parameters=query.parameters, fmt="Native")
+        client.raw_query(query.sql, parameters=dict(query.parameters or {}), fmt="Native")
         timings.append((time.perf_counter() - started) * 1000)
     return timings
 

@@ -556,7 +556,7 @@ def _connect_leg(record: dict[str, Any], leg: SimLeg) -> None:
         "Name": _connect_queue_name(leg.queue),
     }
     record["AgentConnectionAttempts"] = len(leg.missed) + int(leg.outcome == "answered")
-    if leg.outcome == "answered" and leg.ended_at is not None:
+    if leg.outcome == "answered" and leg.ended_at is not None and leg.agent is not None:
         hold_ms = _hold_ms(leg)
         acw = leg.acw_end is not None
         record["Agent"] = {
