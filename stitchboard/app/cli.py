@@ -219,17 +219,33 @@ def _settings_options(parser: argparse.ArgumentParser, *, dsn: bool) -> None:
         )
 
 
+def _command(sub: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line summary is both its entry in the list and its own help's heading."""
+    command: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=summary)
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="stitchboard", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = _Parser(
+        prog="stitchboard",
+        description="Stitchboard: contact-centre analytics as a stream-processing job.",
+        epilog="Exit status: 0 done; 1 running failed (a server unreachable, a port in use, no tables); "
+        "2 the command line or the settings are wrong. Errors are one line on stderr.",
+    )
     parser.add_argument("--version", action="version", version=f"stitchboard {__version__}")
     parser.add_argument(
         "--traceback",
         action="store_true",
         help="on an unexpected error, also print the traceback (secrets masked)",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="`stitchboard COMMAND --help` shows its options",
+    )
 
-    demo = sub.add_parser("demo", help="generate a day for two tenants, run the flow into chDB, print KPIs")
+    demo = _command(sub, "demo", "generate a day for two tenants, run the flow into chDB, print KPIs")
     demo.add_argument("--dir", type=Path, default=Path("var/demo"), help="where events, truth and chDB go")
     demo.add_argument(
         "--day",
@@ -243,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    gen = sub.add_parser("generate", help="write synthetic events (with delivery faults) and their truth")
+    gen = _command(sub, "generate", "write synthetic events (with delivery faults) and their truth")
     gen.add_argument(
         "--out", type=Path, default=Path("var/generated"), help="directory for events.jsonl and truth.json"
     )
@@ -269,11 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--topic", default="stitchboard.raw", help="the topic --kafka produces to")
     gen.set_defaults(func=cmd_generate)
 
-    init = sub.add_parser("init-db", help="create or migrate the ClickHouse tables (idempotent)")
+    init = _command(sub, "init-db", "create or migrate the ClickHouse tables (idempotent)")
     _settings_options(init, dsn=True)
     init.set_defaults(func=cmd_init_db)
 
-    run = sub.add_parser("run", help="run the flow: Kafka (or a replay file) → ClickHouse")
+    run = _command(sub, "run", "run the flow: Kafka (or a replay file) → ClickHouse")
     _settings_options(run, dsn=False)
     run.add_argument(
         "--replay", type=Path, metavar="FILE", help="read this events file instead of Kafka, then stop"
@@ -295,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    summary = sub.add_parser("summary", help="print the KPI summary from ClickHouse")
+    summary = _command(sub, "summary", "print the KPI summary from ClickHouse")
     _settings_options(summary, dsn=True)
     summary.set_defaults(func=cmd_summary)
     return parser
