@@ -73,6 +73,24 @@ def test_sources_merge_key_by_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     )
 
 
+def test_a_table_merges_across_sources_and_a_list_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/operations.md: a secret ``kafka__extra_config`` adds SASL keys to the ConfigMap's."""
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        '[kafka]\nbrokers = ["kafka-0:9092"]\nextra_config = { "security.protocol" = "SASL_SSL" }\n',
+        encoding="utf-8",
+    )
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "kafka__extra_config").write_text('{"sasl.password": "p4ss"}', encoding="utf-8")
+    monkeypatch.setenv("STITCHBOARD_KAFKA__BROKERS", '["kafka-1:9092"]')
+    kafka = Settings.load(config, secrets_dir=secrets).kafka
+    assert kafka.brokers == ["kafka-1:9092"]
+    assert kafka.extra_config == {"security.protocol": "SASL_SSL", "sasl.password": "p4ss"}
+
+
 def test_plain_construction_reads_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only ``Settings.load`` reads files: ``Settings(...)`` in code and tests is arguments,
     environment and defaults."""
