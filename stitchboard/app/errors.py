@@ -65,6 +65,8 @@ def describe(exc: BaseException, origin: SettingsOrigin) -> Failure:
         return Failure(USAGE, settings_problem(exc, origin))
     if isinstance(exc, SettingsError):
         return Failure(USAGE, f"settings cannot be read: {detail(exc)}: correct the value it names")
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return Failure(RUNTIME, f"{exc.strerror}: {str(exc.filename)!r}: check the path and its permissions")
     return Failure(
         RUNTIME,
         f"unexpected {type(exc).__name__}: {detail(exc)}: rerun with --traceback for where it failed "

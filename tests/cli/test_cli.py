@@ -45,12 +45,13 @@ def stitchboard(
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], command: str) -> str:
-    """The single line a failed command printed (and nothing on stdout, no traceback)."""
+    """The one line a failed command ended with: nothing on stdout, before it at most the command's
+    own progress lines (``[HH:MM:SS] ...``), no traceback."""
     assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"stitchboard{' ' + command if command else ''}: error: "), lines[0]
-    return lines[0]
+    *progress, last = result.stderr.splitlines()
+    assert all(line.startswith("[") for line in progress), result.stderr
+    assert last.startswith(f"stitchboard{' ' + command if command else ''}: error: "), last
+    return last
 
 
 @pytest.fixture
@@ -292,6 +293,36 @@ def test_a_metrics_port_in_use_is_one_line_with_exit_status_1(
         f"stitchboard run: error: cannot serve metrics on port {busy_port} (Address already in use): stop the "
         "process using it or set metrics_port (STITCHBOARD_METRICS_PORT) to a free port"
     )
+
+
+def test_a_path_that_cannot_be_written_is_one_line_with_exit_status_1(tmp_path: Path) -> None:
+    blocker = write(tmp_path / "a-file", "")
+    result = stitchboard("generate", "--out", str(blocker / "out"), "--scale", "0.02")
+    assert result.returncode == 1
+    assert one_error_line(result, "generate").endswith(
+        f"error: Not a directory: '{blocker}/out': check the path and its permissions"
+    )
+
+
+def test_an_unexpected_failure_is_one_line_and_its_traceback_is_on_request(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug has no known fix: one line naming the exception; ``--traceback`` adds where it was."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError(f"https://writer:{PLANTED}@clickhouse:8443")
+
+    monkeypatch.setattr("stitchboard.app.cli.build_dataset", broken)
+    assert main(["generate", "--out", "unused"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()[-1:]
+    assert line == (
+        "stitchboard generate: error: unexpected KeyError: 'https://writer:***@clickhouse:8443': rerun with "
+        "--traceback for where it failed and report it if the cause is not yours"
+    )
+    assert main(["--traceback", "generate", "--out", "unused"]) == 1
+    printed = capsys.readouterr().err
+    assert "Traceback (most recent call last):" in printed and "in broken" in printed
+    assert printed.splitlines()[-1] == line and PLANTED not in printed
 
 
 def test_version() -> None:
