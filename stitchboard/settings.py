@@ -235,7 +235,9 @@ class Settings(BaseSettings):
         try:
             return cls(**overrides)
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            kind = SETTINGS_FILE_FORMATS[config_file.suffix] if config_file else "text"
+            if config_file is None:  # only the file sources decode text
+                raise
+            kind = SETTINGS_FILE_FORMATS[config_file.suffix]
             raise SettingsFileError(
                 f"settings file {str(config_file)!r} is not valid {kind} ({exc})"
             ) from None
