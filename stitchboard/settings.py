@@ -126,6 +126,42 @@ class KafkaSettings(BaseModel):
     extra_config: dict[str, str] = Field(default_factory=dict, repr=False)
 
 
+class TenantAccessSettings(BaseModel):
+    """Per-tenant read roles, row policies and login users that ``init-db`` creates on a ClickHouse
+    server (``stitchboard.tenant_access``; docs/operations.md, "Multi-tenancy")."""
+
+    # password hashes are credentials: never echoed by repr() or by validation errors
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    enabled: bool = False  # or ``init-db --tenant-access``
+    # Tenants that get a role besides those under ``tenants`` (which need no reporting overrides).
+    # Never taken from the data: a record can name any tenant, and must not create a role.
+    tenants: tuple[str, ...] = ()
+    role_prefix: str = Field(default="stitchboard_tenant_", min_length=1)
+    user_prefix: str = Field(default="stitchboard_reader_", min_length=1)
+    # tenant -> SHA-256 (hex) of its reader's password: such a tenant also gets a login user
+    user_password_sha256: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("tenants")
+    @classmethod
+    def _named(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "" in value:
+            raise ValueError("a tenant name is empty")
+        return value
+
+    @field_validator("user_password_sha256")
+    @classmethod
+    def _sha256_hex(cls, value: dict[str, str]) -> dict[str, str]:
+        """64 hex digits per tenant, kept lowercase; the message names the tenant, never the hash."""
+        for tenant, digest in value.items():
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+                raise ValueError(
+                    f"the hash for tenant {tenant!r} is not a SHA-256 in hex (64 digits): "
+                    "printf %s PASSWORD | sha256sum"
+                )
+        return {tenant: digest.lower() for tenant, digest in value.items()}
+
+
 DSN_SCHEMES = ("chdb", "http", "https")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
@@ -143,6 +179,7 @@ class ClickHouseSettings(BaseModel):
     # At most this many partitions per INSERT: the server's max_partitions_per_insert_block
     # (ClickHouse's default is 100). Rows of more partitions (e.g. months) go in several INSERTs.
     max_partitions_per_insert: int = Field(default=100, ge=1)
+    tenant_access: TenantAccessSettings = Field(default_factory=TenantAccessSettings)
 
     @field_validator("dsn")
     @classmethod

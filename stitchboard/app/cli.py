@@ -24,6 +24,7 @@ from stitchboard.app.errors import SettingsOrigin, UsageError, UserError, descri
 from stitchboard.redaction import is_credential_key, redact, remember, remember_dsn
 from stitchboard.settings import Settings
 from stitchboard.synthetic.dataset import DEMO_TENANTS, FaultProfile, build_dataset, write_dataset
+from stitchboard.tenant_access import TenantReader, tenant_readers, tenant_tables
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -109,6 +110,8 @@ def _load_settings(args: argparse.Namespace) -> Settings:
     for key, value in settings.kafka.extra_config.items():
         if is_credential_key(key):
             remember(value)
+    for digest in settings.clickhouse.tenant_access.user_password_sha256.values():
+        remember(digest)
     return settings
 
 
@@ -143,12 +146,53 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tenant_readers(settings: Settings, requested: bool) -> tuple[TenantReader, ...]:
+    """The tenant readers ``init-db`` creates: none unless ``--tenant-access`` or
+    ``clickhouse.tenant_access.enabled``; then one per tenant under ``tenants`` or listed in
+    ``clickhouse.tenant_access.tenants``."""
+    access = settings.clickhouse.tenant_access
+    if not (requested or access.enabled):
+        return ()
+    tenants = set(settings.tenants) | set(access.tenants)
+    if not tenants:
+        raise UsageError(
+            "tenant access names no tenant: list the tenants under [tenants] or in "
+            "clickhouse.tenant_access.tenants"
+        )
+    try:
+        return tenant_readers(
+            tenants,
+            role_prefix=access.role_prefix,
+            user_prefix=access.user_prefix,
+            password_sha256_hex=access.user_password_sha256,
+        )
+    except ValueError as exc:
+        raise UsageError(
+            f"clickhouse.tenant_access: {exc}: name each tenant with a password hash under [tenants] "
+            "or in clickhouse.tenant_access.tenants"
+        ) from None
+
+
 def cmd_init_db(args: argparse.Namespace) -> int:
-    from stitchboard.sinks.clickhouse import init_db
+    from stitchboard.sinks.clickhouse import AccessManagementRefused, init_db
 
     settings = _load_settings(args)
-    init_db(_clickhouse(settings), settings.clickhouse.database)
-    _log(f"tables ready in database {settings.clickhouse.database!r} at {redact(settings.clickhouse.dsn)}")
+    readers = _tenant_readers(settings, args.tenant_access)
+    database = settings.clickhouse.database
+    try:
+        init_db(_clickhouse(settings), database, readers)
+    except AccessManagementRefused as exc:
+        raise UserError(
+            f"{detail(exc)}: run it with the DSN of a ClickHouse server user allowed to manage access "
+            "(docs/operations.md, Multi-tenancy); chDB cannot store roles or row policies"
+        ) from exc
+    _log(f"tables ready in database {database!r} at {redact(settings.clickhouse.dsn)}")
+    if readers:
+        users = sum(reader.user is not None for reader in readers)
+        _log(
+            f"tenant access ready: {len(readers)} roles ({', '.join(repr(r.role) for r in readers)}), "
+            f"{len(readers) * len(tenant_tables())} row policies on {len(tenant_tables())} tables, {users} users"
+        )
     return 0
 
 
@@ -287,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = _command(sub, "init-db", "create or migrate the ClickHouse tables (idempotent)")
     _settings_options(init, dsn=True)
+    init.add_argument(
+        "--tenant-access",
+        action="store_true",
+        help="also create a read role per tenant with a row policy and SELECT on every table that "
+        "carries a tenant, and login users for tenants with a password hash (as clickhouse.tenant_access."
+        "enabled does; needs a ClickHouse server and a user allowed to manage access)",
+    )
     init.set_defaults(func=cmd_init_db)
 
     run = _command(sub, "run", "run the flow: Kafka (or a replay file) → ClickHouse")
