@@ -188,10 +188,12 @@ def cmd_init_db(args: argparse.Namespace) -> int:
         ) from exc
     _log(f"tables ready in database {database!r} at {redact(settings.clickhouse.dsn)}")
     if readers:
+        roles = ", ".join(repr(reader.role) for reader in readers)
         users = sum(reader.user is not None for reader in readers)
+        count = len(tenant_tables())
         _log(
-            f"tenant access ready: {len(readers)} roles ({', '.join(repr(r.role) for r in readers)}), "
-            f"{len(readers) * len(tenant_tables())} row policies on {len(tenant_tables())} tables, {users} users"
+            f"tenant access ready: {len(readers)} roles ({roles}), {len(readers) * count} row policies "
+            f"on {count} tables, {users} with a login user"
         )
     return 0
 
