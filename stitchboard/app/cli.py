@@ -168,8 +168,7 @@ def _tenant_readers(settings: Settings, requested: bool) -> tuple[TenantReader, 
         )
     except ValueError as exc:
         raise UsageError(
-            f"clickhouse.tenant_access: {exc}: name each tenant with a password hash under [tenants] "
-            "or in clickhouse.tenant_access.tenants"
+            f"clickhouse.tenant_access: {exc}: correct [tenants] or clickhouse.tenant_access.tenants"
         ) from None
 
 

@@ -101,8 +101,8 @@ def test_a_server_gets_the_tenant_statements_after_the_tables_and_the_output_nam
         (
             True,
             f'user_password_sha256 = {{ initech = "{PLANTED_HASH}" }}\n',
-            "clickhouse.tenant_access: password hashes for tenants that are not listed: ['initech']: name each "
-            "tenant with a password hash under [tenants] or in clickhouse.tenant_access.tenants",
+            "clickhouse.tenant_access: password hashes for tenants that are not listed: ['initech']: correct "
+            "[tenants] or clickhouse.tenant_access.tenants",
         ),
         (
             True,
