@@ -59,8 +59,8 @@ def connect(dsn: str) -> Client:
 
 class AccessManagementRefused(RuntimeError):
     """The server refused a tenant-access statement: the user may not manage access, or the engine
-    (chDB) keeps no writable access storage. The message names the statement by its kind only
-    (a CREATE USER carries a password hash)."""
+    (chDB) keeps no writable access storage. The message names the statement by its kind, never
+    by its text (a CREATE USER carries a password hash)."""
 
 
 # ACCESS_DENIED, UNKNOWN_ROLE, ACCESS_STORAGE_FOR_INSERTION_NOT_FOUND, ACCESS_STORAGE_READONLY,
