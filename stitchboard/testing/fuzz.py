@@ -450,7 +450,10 @@ def judge(
     valid: Sequence[ValidRecord],
     same_tenants: frozenset[str],
 ) -> Verdict:
-    """Every check of the module docstring, for a mixed run against the valid-only baseline."""
+    """Every check of the module docstring, for a mixed run against the valid-only baseline; when the
+    flow stopped, only that (what it left in the tables is a consequence, not a finding)."""
+    if mixed.error is not None:
+        return Verdict(mixed.error, [], [], [], [])
     stored = read_stored(client, mixed.database)
     path_name = next(iter(mixed.origins)).partition("@")[0]
     changed = valid_figure_changes(baseline.stored, stored, {r.tenant for r in valid}, same_tenants)
