@@ -7,20 +7,28 @@ never coerced, and every timestamp must carry a zone.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+MAX_IDENTIFIER_LENGTH = 256
 # Taken verbatim: the model does not trim (the adapters trim what sources send, see ``trim``), so a
 # validated event shares its strings with its record instead of holding a copy of each.
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
 AttributeValue = str | int | float | bool | None
 
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+# Invariants no configuration can widen (the configurable bounds, ``settings.InputBounds``, sit
+# inside them): nothing lasts longer than the span event times may cover, and a count of holds
+# beyond a million (one every 0.6 s through a week) is no measurement. Both keep any sum of a
+# million contributions far inside Int64.
+MAX_DURATION_MS = (LATEST_EVENT_TIME - EARLIEST_EVENT_TIME) // timedelta(milliseconds=1)
+MAX_COUNT = 1_000_000
+MAX_SCORE = 100
 
 
 class Channel(StrEnum):
@@ -63,6 +71,13 @@ class EventType(StrEnum):
 
 
 _AGENT_STATE_CHANGED = EventType.AGENT_STATE_CHANGED
+OUT_OF_RANGE = "out_of_range"  # the validation error type (and dead-letter reason) of a value beyond a bound
+# attribute → (inclusive maximum, whether a float is allowed); every such attribute is at least 0
+_NUMERIC_ATTRIBUTES: dict[str, tuple[int, bool]] = {
+    "duration_ms": (MAX_DURATION_MS, False),
+    "count": (MAX_COUNT, False),
+    "score": (MAX_SCORE, True),
+}
 
 
 class CustomerIds(BaseModel):
@@ -140,7 +155,33 @@ class CanonicalEvent(BaseModel):
                 raise ValueError("agent_state_changed needs an agent")
         elif self.conversation_id is None:
             raise ValueError(f"{self.event_type.value} needs a conversation_id")
+        if self.attributes:
+            _check_attributes(type(self).__name__, self.attributes)
         return self
+
+
+def _check_attributes(title: str, attributes: dict[str, AttributeValue]) -> None:
+    """Text no longer than an identifier; durations, counts and scores numbers within their range."""
+    for key, value in attributes.items():
+        kind = value.__class__
+        bound = _NUMERIC_ATTRIBUTES.get(key)
+        if bound is None:
+            if kind is str and len(value) > MAX_IDENTIFIER_LENGTH:  # type: ignore[arg-type]
+                raise _out_of_range(title, key, value, f"longer than {MAX_IDENTIFIER_LENGTH} characters")
+            continue
+        maximum, decimal = bound
+        if kind is not int and not (decimal and kind is float):
+            raise _out_of_range(title, key, value, "not a number" if decimal else "not an integer")
+        if not 0 <= value <= maximum:  # type: ignore[operator]
+            raise _out_of_range(title, key, value, f"outside 0..{maximum}")
+
+
+def _out_of_range(title: str, key: str, value: object, problem: str) -> ValidationError:
+    shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+    error = PydanticCustomError(OUT_OF_RANGE, "{problem}: {shown}", {"problem": problem, "shown": shown})
+    return ValidationError.from_exception_data(
+        title, [InitErrorDetails(type=error, loc=("attributes", key), input=value)]
+    )
 
 
 def _naive_time(title: str, field: str, value: datetime) -> ValidationError:

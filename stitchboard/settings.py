@@ -13,10 +13,70 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
+from stitchboard.events import MAX_COUNT, MAX_DURATION_MS, Channel
+
 INTERVAL_MINUTES: tuple[int, ...] = (15, 30, 60, 1440)  # 1440 = the local calendar day
+
+_WEEK_HOURS = 7 * 24
+_YEAR_HOURS = 365 * 24
+# Live sessions end within a week (Amazon Connect caps a chat at 10,080 minutes, StartChatContact
+# ChatDurationInMinutes; a week is also the stitcher's stale period). Callbacks are scheduled for
+# later, and messaging, email and tasks are tickets that stay open and are reopened for months.
+DEFAULT_MAX_CONTACT_HOURS: dict[Channel, int] = {
+    Channel.VOICE: _WEEK_HOURS,
+    Channel.CHAT: _WEEK_HOURS,
+    Channel.BOT: _WEEK_HOURS,
+    Channel.CALLBACK: _YEAR_HOURS,
+    Channel.MESSAGING: _YEAR_HOURS,
+    Channel.EMAIL: _YEAR_HOURS,
+    Channel.WEB_FORM: _YEAR_HOURS,
+}
+_MAX_HOURS = MAX_DURATION_MS // 3_600_000
+
+
+class InputBounds(BaseModel):
+    """What a record may say before it is dead-lettered instead of trusted (docs/adapters.md, "Bounds").
+
+    Event time is bounded by the record's receive time: nothing happens after it was reported
+    (beyond a clock skew), and a record whose newest event is older than the restatement horizon
+    could change no final figure. Durations and counts are bounded by the longest real contact of
+    the channel. The model's own invariants (``stitchboard.events``) cap every value here.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Far below the allowed lateness (30 min): a source this far ahead finalises intervals early by at
+    # most this much, so records up to (lateness - skew) late still count.
+    max_future_skew_seconds: int = Field(default=300, ge=0, le=24 * 3600)
+    # None: the restatement horizon (``TimingSettings.restatement_horizon_days``), so what is refused
+    # here is exactly what the interval book could no longer restate.
+    max_event_age_days: int | None = Field(default=None, ge=1, le=36_500)
+    max_contact_hours: dict[Channel, int] = Field(default_factory=lambda: dict(DEFAULT_MAX_CONTACT_HOURS))
+    # One hold every 10 minutes through a week-long contact; a reported count beyond it is a broken source.
+    max_holds_per_leg: int = Field(default=1_000, ge=1, le=MAX_COUNT)
+
+    @field_validator("max_contact_hours")
+    @classmethod
+    def _every_channel(cls, value: dict[Channel, int]) -> dict[Channel, int]:
+        """Channels not named keep their default; every maximum fits the model's invariant."""
+        merged = DEFAULT_MAX_CONTACT_HOURS | value
+        for channel, hours in merged.items():
+            if not 1 <= hours <= _MAX_HOURS:
+                raise ValueError(f"max_contact_hours[{channel.value}] must be within 1..{_MAX_HOURS}")
+        return merged
+
+    @property
+    def max_future_skew(self) -> timedelta:
+        return timedelta(seconds=self.max_future_skew_seconds)
+
+    def max_age(self, restatement_horizon_days: int) -> timedelta:
+        return timedelta(days=self.max_event_age_days or restatement_horizon_days)
+
+    def max_contact_ms(self, channel: Channel) -> int:
+        return self.max_contact_hours[channel] * 3_600_000
 
 
 class TenantSettings(BaseModel):
@@ -30,6 +90,7 @@ class TenantSettings(BaseModel):
     short_abandon_seconds: int = Field(default=10, ge=0)
     resolved_wrapup_codes: frozenset[str] = frozenset({"resolved", "sale", "info_given"})
     intent_by_wrapup_code: dict[str, str] = Field(default_factory=dict)
+    bounds: InputBounds = Field(default_factory=InputBounds)
 
     @field_validator("time_zone")
     @classmethod
@@ -126,6 +187,9 @@ class Settings(BaseSettings):
 
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
     default_tenant: TenantSettings = Field(default_factory=TenantSettings)
+    # When set, only these tenants' records are accepted; any other envelope tenant is dead-lettered
+    # (``unknown_tenant``). Unset, every tenant is accepted with ``default_tenant``'s settings.
+    allowed_tenants: frozenset[str] | None = None
     timing: TimingSettings = Field(default_factory=TimingSettings)
     journeys: JourneySettings = Field(default_factory=JourneySettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -137,8 +201,20 @@ class Settings(BaseSettings):
     stitch_shards: int = Field(default=16, ge=1, le=4096)
     metrics_port: int | None = 9464
 
+    @model_validator(mode="after")
+    def _configured_tenants_allowed(self) -> Settings:
+        if self.allowed_tenants is not None:
+            refused = sorted(set(self.tenants) - self.allowed_tenants)
+            if refused:
+                raise ValueError(f"tenants {refused} are configured but not in allowed_tenants")
+        return self
+
     def tenant(self, name: str) -> TenantSettings:
         return self.tenants.get(name, self.default_tenant)
+
+    def accepts(self, tenant: str) -> bool:
+        """Whether records of ``tenant`` are accepted (the allow-list, when there is one)."""
+        return self.allowed_tenants is None or tenant in self.allowed_tenants
 
     @classmethod
     def from_file(cls, path: Path) -> Settings:

@@ -16,13 +16,21 @@ as contact events must (they carry no names), so live and record figures share o
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from stitchboard.adapters.event_builder import EventBuilder, agent_state_events, customer_ids
 from stitchboard.adapters.fields import Fields, check_order, check_tenant, choose, millis, parse_time
 from stitchboard.deadletters import AdapterError
-from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction, EventType
+from stitchboard.events import (
+    MAX_SCORE,
+    OUT_OF_RANGE,
+    CanonicalEvent,
+    Channel,
+    CustomerIds,
+    Direction,
+    EventType,
+)
 
 SOURCE = "connect"
 AGENT_SOURCE = "connect_agent"
@@ -131,7 +139,7 @@ def parse(payload: dict[str, Any], tenant: str, received_at: datetime) -> list[C
     agent_info = record.obj("Agent", required=False)
     connected = agent_info.time("ConnectedToAgentTimestamp", required=False) if agent_info else None
     if agent_info is not None and connected is not None:
-        agent = _agent(builder, agent_info, connected, leg_id, queue)
+        agent = _agent(builder, agent_info, connected, disconnected, leg_id, queue)
         _end_answered(
             builder, attributes, leg_id, queue, agent, connected, transferred_at, continued, disconnected
         )
@@ -314,15 +322,26 @@ def _queue(
 
 
 def _agent(
-    builder: EventBuilder, agent_info: Fields, connected: datetime, leg_id: str, queue: str | None
+    builder: EventBuilder,
+    agent_info: Fields,
+    connected: datetime,
+    disconnected: datetime,
+    leg_id: str,
+    queue: str | None,
 ) -> str:
     agent = _key(agent_info, "Username")
     builder.emit(EventType.ANSWERED, connected, (leg_id,), leg_id=leg_id, queue=queue, agent=agent)
-    holds = agent_info.integer("NumberOfHolds", required=False) or 0
-    hold_seconds = agent_info.integer("CustomerHoldDuration", required=False) or 0
-    if holds < 0 or hold_seconds < 0:
-        raise AdapterError("schema", f"{agent_info.where}: hold count and duration must not be negative")
-    if holds or hold_seconds:
+    holds = agent_info.count("NumberOfHolds") or 0
+    hold_ms = agent_info.duration_ms("CustomerHoldDuration", unit_ms=1000) or 0
+    # the customer can only be held while connected to the agent (whole seconds: one of rounding)
+    connected_ms = (disconnected - connected) // timedelta(milliseconds=1)
+    if hold_ms > connected_ms + 1000:
+        raise AdapterError(
+            OUT_OF_RANGE,
+            f"{agent_info.path('CustomerHoldDuration')} {hold_ms // 1000} s is longer than the"
+            f" {connected_ms / 1000:g} s connected (ConnectedToAgentTimestamp..DisconnectTimestamp)",
+        )
+    if holds or hold_ms:
         builder.emit(
             EventType.HOLD,
             connected,
@@ -330,7 +349,7 @@ def _agent(
             leg_id=leg_id,
             queue=queue,
             agent=agent,
-            attributes={"duration_ms": hold_seconds * 1000, "count": holds},
+            attributes={"duration_ms": hold_ms, "count": holds},
         )
     acw_start = agent_info.time("AfterContactWorkStartTimestamp", required=False)
     acw_end = agent_info.time("AfterContactWorkEndTimestamp", required=False)
@@ -384,8 +403,11 @@ def _wrapup_and_qa(
         builder.wrapup(leg_id, code, at, queue=queue, agent=agent)
     score_text = attributes.text("qaScore", required=False)
     if score_text is not None:
-        if not score_text.isdigit() or not 0 <= int(score_text) <= 100:
+        if not (score_text.isascii() and score_text.isdigit()):
             raise AdapterError("schema", f"{attributes.path('qaScore')} must be an integer 0..100")
+        digits = score_text.lstrip("0") or "0"  # short before int(): never a conversion of 5,000 digits
+        if len(digits) > 3 or int(digits) > MAX_SCORE:
+            raise AdapterError(OUT_OF_RANGE, f"{attributes.path('qaScore')} must be within 0..100")
         at = attributes.time("qaScoredAt")
         builder.emit(
             EventType.QA_SCORE_SET,
@@ -394,7 +416,7 @@ def _wrapup_and_qa(
             leg_id=leg_id,
             queue=queue,
             agent=agent,
-            attributes={"score": int(score_text)},
+            attributes={"score": int(digits)},
             sequence=millis(at),
         )
 

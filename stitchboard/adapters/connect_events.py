@@ -114,15 +114,31 @@ def _detail(payload: Fields) -> Fields:
         detail = payload.obj("detail")
         assert detail is not None
         payload = detail
-    return Fields(_camel(payload.data), payload.where)
+    return Fields(_camel(payload.data, payload.where), payload.where)
 
 
-def _camel(data: dict[str, Any]) -> dict[str, Any]:
-    """Keys with a lower-case first letter (``QueueInfo`` → ``queueInfo``), nested objects too."""
-    return {
-        key[:1].lower() + key[1:]: _camel(value) if value.__class__ is dict and ":" not in key else value
+def _camel(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Keys with a lower-case first letter (``QueueInfo`` → ``queueInfo``), nested objects too.
+
+    Two spellings of one key (``queueInfo`` and ``QueueInfo``) are a key given twice: refused
+    (``duplicate_key``), never one silently dropped for the other.
+    """
+    folded = {
+        key[:1].lower() + key[1:]: _camel(value, f"{where}.{key}")
+        if value.__class__ is dict and ":" not in key
+        else value
         for key, value in data.items()
     }
+    if len(folded) != len(data):
+        seen: set[str] = set()
+        for key in data:
+            name = key[:1].lower() + key[1:]
+            if name in seen:
+                raise AdapterError(
+                    "duplicate_key", f"{where} names the key {name!r} twice (in two spellings)"
+                )
+            seen.add(name)
+    return folded
 
 
 def _channel(detail: Fields) -> Channel:

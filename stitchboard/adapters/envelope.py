@@ -8,6 +8,7 @@ from typing import Any
 
 from stitchboard.adapters.fields import parse_time
 from stitchboard.deadletters import AdapterError
+from stitchboard.events import MAX_IDENTIFIER_LENGTH
 
 MAX_RAW_BYTES = 1024 * 1024
 MAX_DEPTH = 64
@@ -43,9 +44,7 @@ def parse_envelope(document: Any, fallback_received_at: datetime | None) -> Enve
     if not isinstance(document, dict):
         raise AdapterError("bad_envelope", f"envelope must be a JSON object, got {type(document).__name__}")
     for name in ("tenant", "source"):
-        value = document.get(name)
-        if not isinstance(value, str) or not value.strip():
-            raise AdapterError("bad_envelope", f"envelope.{name} must be a non-empty string, got {value!r}")
+        _check_name(name, document.get(name))
     payload = document.get("payload")
     if not isinstance(payload, dict):
         raise AdapterError("bad_envelope", "envelope.payload must be a JSON object")
@@ -56,4 +55,27 @@ def parse_envelope(document: Any, fallback_received_at: datetime | None) -> Enve
             raise AdapterError("bad_envelope", exc.detail) from exc
     else:
         received_at = fallback_received_at if fallback_received_at is not None else datetime.now(UTC)
-    return Envelope(document["tenant"].strip(), document["source"].strip(), received_at, payload)
+    return Envelope(document["tenant"], document["source"], received_at, payload)
+
+
+def _check_name(name: str, value: Any) -> None:
+    """Tenant and source are taken verbatim, so they must be clean: never trimmed or rewritten into
+    another name (``" acme"`` is refused, not read as ``acme``), and free of invisible characters
+    (controls, zero-width and direction marks, separators other than an inner space) that would
+    make a name look like another one."""
+    if not isinstance(value, str) or not value.strip():
+        raise AdapterError("bad_envelope", f"envelope.{name} must be a non-empty string, got {_shown(value)}")
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        raise AdapterError(
+            "bad_envelope", f"envelope.{name} is longer than {MAX_IDENTIFIER_LENGTH} characters"
+        )
+    if not value.isprintable() or value[0] == " " or value[-1] == " ":
+        raise AdapterError(
+            "bad_envelope",
+            f"envelope.{name} {_shown(value)} has surrounding spaces or invisible characters (taken verbatim)",
+        )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:80]}..."

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from stitchboard.adapters.fields import WHITESPACE, millis, trim
 from stitchboard.deadletters import AdapterError
-from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction, EventType
+from stitchboard.events import OUT_OF_RANGE, CanonicalEvent, Channel, CustomerIds, Direction, EventType
 
 _EVENT_ID_HASH = hashlib.blake2b(digest_size=16)  # copied per id: cheaper than a new hash object
 
@@ -144,7 +144,8 @@ class EventBuilder:
                 }
             )
         except ValidationError as exc:
-            raise AdapterError("schema", describe_validation_error(exc, event_type.value)) from exc
+            reason = OUT_OF_RANGE if exc.errors()[0]["type"] == OUT_OF_RANGE else "schema"
+            raise AdapterError(reason, describe_validation_error(exc, event_type.value)) from exc
         self.events.append(event)
 
     def wrapup(

@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, overload
 
 from stitchboard.deadletters import AdapterError
-from stitchboard.events import EARLIEST_EVENT_TIME, LATEST_EVENT_TIME
+from stitchboard.events import (
+    EARLIEST_EVENT_TIME,
+    LATEST_EVENT_TIME,
+    MAX_COUNT,
+    MAX_DURATION_MS,
+    OUT_OF_RANGE,
+)
 
 _fromisoformat = datetime.fromisoformat
 _Value = TypeVar("_Value")
@@ -148,6 +154,24 @@ class Fields:
 
     def number(self, key: str, required: bool = True) -> Any:
         return self._get(key, (int, float), "a number", required)
+
+    def duration_ms(self, key: str, unit_ms: int = 1) -> int | None:
+        """An optional duration counted in units of ``unit_ms``, as milliseconds; beyond 0..the longest
+        span event times can cover it is ``out_of_range`` (a source's garbage, not a long contact)."""
+        value: int | None = self.integer(key, required=False)
+        if value is None:
+            return None
+        if not 0 <= value * unit_ms <= MAX_DURATION_MS:
+            limit = MAX_DURATION_MS // unit_ms
+            raise AdapterError(OUT_OF_RANGE, f"{self.path(key)} {value} is outside 0..{limit}")
+        return value * unit_ms
+
+    def count(self, key: str) -> int | None:
+        """An optional count; beyond 0..``MAX_COUNT`` it is ``out_of_range``."""
+        value: int | None = self.integer(key, required=False)
+        if value is not None and not 0 <= value <= MAX_COUNT:
+            raise AdapterError(OUT_OF_RANGE, f"{self.path(key)} {value} is outside 0..{MAX_COUNT}")
+        return value
 
     @overload
     def time(self, key: str, required: Literal[True] = True) -> datetime: ...

@@ -30,7 +30,15 @@ from typing import Any
 from stitchboard.adapters.event_builder import NO_CUSTOMER_IDS, EventBuilder, agent_state_events, customer_ids
 from stitchboard.adapters.fields import Fields, check_order, check_tenant, choose, millis
 from stitchboard.deadletters import AdapterError
-from stitchboard.events import CanonicalEvent, Channel, CustomerIds, Direction, EventType
+from stitchboard.events import (
+    MAX_SCORE,
+    OUT_OF_RANGE,
+    CanonicalEvent,
+    Channel,
+    CustomerIds,
+    Direction,
+    EventType,
+)
 
 SOURCE = "genesys"
 
@@ -683,9 +691,9 @@ def _evaluations(builder: EventBuilder, evaluations: list[Fields], answered: lis
         score = evaluation.number("oTotalScore", required=False)
         if evaluation_id is None or at is None or score is None or evaluation.data.get("deleted") is True:
             continue
-        if not 0 <= score <= 100:
+        if not 0 <= score <= MAX_SCORE:
             raise AdapterError(
-                "schema", f"{evaluation.path('oTotalScore')} must be within 0..100, got {score}"
+                OUT_OF_RANGE, f"{evaluation.path('oTotalScore')} must be within 0..100, got {score}"
             )
         context = evaluation.text("contextId", required=False)
         queue = evaluation.text("queueId", required=False)

@@ -30,6 +30,7 @@ from stitchboard.deadletters import AdapterError
 from stitchboard.events import (
     EARLIEST_EVENT_TIME,
     LATEST_EVENT_TIME,
+    OUT_OF_RANGE,
     CanonicalEvent,
     Channel,
     CustomerIds,
@@ -171,13 +172,17 @@ def _events(
     return builder.events
 
 
+_EARLIEST_MS = (EARLIEST_EVENT_TIME - _EPOCH) // timedelta(milliseconds=1)
+_LATEST_MS = (LATEST_EVENT_TIME - _EPOCH) // timedelta(milliseconds=1)
+
+
 def _event_time(body: Fields) -> datetime:
-    """``eventTime``: epoch milliseconds (an integer), inside 2000..2100."""
+    """``eventTime``: epoch milliseconds (an integer), inside 2000..2100 (checked before any date
+    arithmetic, which a huge integer would overflow)."""
     millis = body.integer("eventTime")
-    at = _EPOCH + timedelta(milliseconds=millis)
-    if not EARLIEST_EVENT_TIME <= at < LATEST_EVENT_TIME:
+    if not _EARLIEST_MS <= millis < _LATEST_MS:
         raise AdapterError("bad_timestamp", f"{body.path('eventTime')} {millis} is outside 2000..2100")
-    return at
+    return _EPOCH + timedelta(milliseconds=millis)
 
 
 def _customer(body: Fields) -> CustomerIds:
@@ -214,15 +219,13 @@ def _user_end(builder: EventBuilder, body: Fields, at: datetime, participant: st
     agent did not take adds nothing. The session names the agent, not the queue visit, so the events
     carry ``agent`` and no leg id: the stitcher puts them on that agent's answered leg.
     """
-    interacted = body.integer("interactingDurationMs", required=False)
-    if not interacted or interacted < 0:
+    interacted = body.duration_ms("interactingDurationMs")
+    if not interacted:
         return
     agent, queue = body.text("userId", required=False), body.text("queueId", required=False)
     key = (_STREAM, participant or agent or "")
-    held = body.integer("heldDurationMs", required=False)
+    held = body.duration_ms("heldDurationMs")
     if held:
-        if held < 0:
-            raise AdapterError("schema", f"{body.path('heldDurationMs')} must not be negative")
         # the stream reports the held time, not the number of holds: the count comes with the record
         attributes = {"duration_ms": held, "count": 0}
         builder.emit(EventType.HOLD, at, key, queue=queue, agent=agent, attributes=attributes)
@@ -235,13 +238,14 @@ def _acw(builder: EventBuilder, body: Fields, at: datetime, participant: str | N
     """After-call work ends when the wrap-up is applied (``eventTime``); it took ``wrapupDurationMs``."""
     agent, queue = body.text("userId", required=False), body.text("queueId", required=False)
     key = (_STREAM, participant or agent or "")
-    duration = body.integer("wrapupDurationMs", required=False)
+    duration = body.duration_ms("wrapupDurationMs")
     if duration is not None:
-        if duration < 0:
-            raise AdapterError("schema", f"{body.path('wrapupDurationMs')} must not be negative")
-        builder.emit(
-            EventType.ACW_START, at - timedelta(milliseconds=duration), key, queue=queue, agent=agent
-        )
+        started = at - timedelta(milliseconds=duration)
+        if started < EARLIEST_EVENT_TIME:
+            raise AdapterError(
+                OUT_OF_RANGE, f"{body.path('wrapupDurationMs')} {duration} starts the work before 2000"
+            )
+        builder.emit(EventType.ACW_START, started, key, queue=queue, agent=agent)
     builder.emit(EventType.ACW_END, at, key, queue=queue, agent=agent)
     code = body.text("wrapupCode", required=False)
     if code is not None:

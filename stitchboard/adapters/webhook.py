@@ -14,7 +14,7 @@ from typing import Any
 from stitchboard.adapters.event_builder import EventBuilder, agent_state_events, customer_ids
 from stitchboard.adapters.fields import Fields, check_order, check_tenant, choose, millis, parse_time
 from stitchboard.deadletters import AdapterError
-from stitchboard.events import CanonicalEvent, Channel, Direction, EventType
+from stitchboard.events import MAX_SCORE, OUT_OF_RANGE, CanonicalEvent, Channel, Direction, EventType
 
 SOURCE = "webhook"
 
@@ -179,8 +179,8 @@ def _agent(builder: EventBuilder, hook: Fields) -> None:
     qa = hook.obj("qa", required=False)
     if qa is not None:
         score, at = qa.integer("score"), qa.time("scored_at")
-        if not 0 <= score <= 100:
-            raise AdapterError("schema", f"{qa.path('score')} must be within 0..100, got {score}")
+        if not 0 <= score <= MAX_SCORE:
+            raise AdapterError(OUT_OF_RANGE, f"{qa.path('score')} must be within 0..100, got {score}")
         builder.emit(
             EventType.QA_SCORE_SET, at, (leg_id,), attributes={"score": score}, sequence=millis(at), **common
         )

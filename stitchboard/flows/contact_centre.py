@@ -37,7 +37,7 @@ def build_flow(
     """Wire the flow. ``drain_at_eof`` finalises every interval when a bounded replay ends."""
     flow = Dataflow(flow_id)
     received = records(flow)
-    normalised = op.map("normalise", received, steps.normalise)
+    normalised = op.map("normalise", received, functools.partial(steps.normalise, settings))
     accepted = op.branch("accepted", normalised, steps.is_event_batch)
     parts = op.flat_map("split_records", accepted.trues, split_record)
     by_kind = op.branch("deliveries", parts, steps.is_delivery)

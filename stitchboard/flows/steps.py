@@ -38,12 +38,13 @@ def _now() -> datetime:
 Numbered = tuple[int, Delivery]
 
 
-def normalise(record: RawRecord | DeadLetter) -> list[CanonicalEvent] | DeadLetter:
-    """Adapt one raw record, counting it as accepted or dead-lettered (never both, never neither)."""
+def normalise(settings: Settings, record: RawRecord | DeadLetter) -> list[CanonicalEvent] | DeadLetter:
+    """Adapt one raw record under the tenant allow-list and bounds of ``settings``, counting it as
+    accepted or dead-lettered (never both, never neither)."""
     result = (
         record
         if isinstance(record, DeadLetter)
-        else adapters.normalise(record.value, record.origin, record.received_at)
+        else adapters.normalise(record.value, record.origin, record.received_at, settings)
     )
     telemetry.RECORDS_IN.labels("raw").inc()
     if isinstance(result, DeadLetter):

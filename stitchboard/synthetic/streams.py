@@ -272,7 +272,10 @@ def _connect_events(
                 "afterContactWorkEndTimestamp": _iso(leg.acw_end),
                 "afterContactWorkDuration": round((leg.acw_end - leg.ended_at).total_seconds()),
             }
-            yield _connect(contact.contact_id, instance_arn, "COMPLETED", leg.acw_end, detail, tail)
+            # completed once both the contact and its after-contact work are over (after an external
+            # transfer the agent's work ends while the customer still talks to the outside party)
+            done = max(leg.acw_end, contact.disconnected)
+            yield _connect(contact.contact_id, instance_arn, "COMPLETED", done, detail, tail)
 
 
 def _connect(

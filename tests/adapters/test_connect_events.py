@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from support.source_records import FIXTURES, load
+from support.source_records import FIXTURES, corpus_received_at, load
 
 from stitchboard.adapters import connect_events, normalise
 from stitchboard.deadletters import AdapterError, DeadLetter
@@ -41,9 +41,11 @@ def rows(events: list[CanonicalEvent]) -> list[tuple[Any, ...]]:
 def test_class_9_every_corpus_contact_event_is_accepted_through_normalise() -> None:
     """#11 class 9, failing first: contact events were dead-lettered as records missing fields, or (a
     bare PascalCase detail) mistaken for a contact record; now they are provisional events."""
+    received = corpus_received_at(CORPUS)
     for path in sorted((FIXTURES / CORPUS).glob("*_0*.json")):
-        raw = b'{"tenant":"acme","source":"connect","payload":' + path.read_bytes() + b"}"
-        events = normalise(raw)
+        stamp = received[path.name].encode()
+        raw = b'{"tenant":"acme","source":"connect","received_at":"' + stamp + b'","payload":'
+        events = normalise(raw + path.read_bytes() + b"}")
         assert not isinstance(events, DeadLetter), (path.name, events)
         assert all(e.provisional for e in events), path.name
         assert all(e.leg_id is None or e.scope == e.leg_id for e in events), path.name  # scope = the contact

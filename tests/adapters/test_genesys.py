@@ -149,7 +149,7 @@ def test_presence_notification() -> None:
             "segmentType",
         ),
         (lambda r: r.update(participants="none"), "schema", "payload.participants"),
-        (lambda r: r["evaluations"][0].update(oTotalScore=140), "schema", "oTotalScore"),
+        (lambda r: r["evaluations"][0].update(oTotalScore=140), "out_of_range", "oTotalScore"),
     ],
 )
 def test_rejections_name_the_field(mutate: Any, reason: str, field: str) -> None:

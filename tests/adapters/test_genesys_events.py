@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from support.source_records import FIXTURES, load
+from support.source_records import FIXTURES, corpus_received_at, load
 
 from stitchboard.adapters import genesys_events, normalise
 from stitchboard.deadletters import AdapterError, DeadLetter
@@ -67,9 +67,11 @@ def test_class_9_the_genesys_blueprint_eventbridge_samples_are_accepted(name: st
 
 def test_class_9_every_corpus_event_is_accepted_through_normalise() -> None:
     """#11 class 9: every streamed payload of the corpus group is accepted (none is an unknown shape)."""
+    received = corpus_received_at(CORPUS)
     for path in sorted((FIXTURES / CORPUS).glob("voice_*_0*.json")):
-        raw = b'{"tenant":"acme","source":"genesys","payload":' + path.read_bytes() + b"}"
-        events = normalise(raw)
+        stamp = received[path.name].encode()
+        raw = b'{"tenant":"acme","source":"genesys","received_at":"' + stamp + b'","payload":'
+        events = normalise(raw + path.read_bytes() + b"}")
         assert not isinstance(events, DeadLetter), (path.name, events)
         assert all(e.provisional and e.scope == e.conversation_id for e in events), path.name
 

@@ -144,7 +144,7 @@ def test_agent_status() -> None:
         (lambda p: p.update(ended_at="2026-03-29T08:00:00Z"), "bad_timestamp", "answered_at..ended_at"),
         (lambda p: p.update(answered_at="2126-03-29T08:00:00Z"), "bad_timestamp", "payload.answered_at"),
         (lambda p: p.update(holds=[{"start": 5}]), "schema", "payload.holds[0].start"),
-        (lambda p: p["qa"].update(score=101), "schema", "payload.qa.score"),
+        (lambda p: p["qa"].update(score=101), "out_of_range", "payload.qa.score"),
         (lambda p: p.update(direction="sideways"), "schema", "payload.direction"),
     ],
 )

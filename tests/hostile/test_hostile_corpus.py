@@ -30,7 +30,7 @@ from stitchboard.sinks.clickhouse_sink import ClickHouseSink
 HERE = Path(__file__).parent
 CORPUS = HERE / "corpus"
 FIXTURES = HERE.parent / "fixtures" / "webhook"
-T0 = datetime(2026, 3, 29, 9, tzinfo=UTC)
+T0 = datetime(2026, 3, 29, 14, tzinfo=UTC)  # delivered after every record was received
 
 
 def manifest() -> list[dict[str, str]]:
@@ -46,7 +46,7 @@ def good_records() -> list[bytes]:
         envelope = {
             "tenant": "acme",
             "source": "webhook",
-            "received_at": "2026-03-29T09:00:00Z",
+            "received_at": "2026-03-29T14:00:00Z",  # after the fixtures' last event (13:33:20)
             "payload": payload,
         }
         records.append(orjson.dumps(envelope))

@@ -18,6 +18,16 @@ def load(name: str) -> dict[str, Any]:
     return orjson.loads((FIXTURES / name).read_bytes())
 
 
+def corpus_received_at(group: str) -> dict[str, str]:
+    """When the corpus group's manifest first delivers each payload file (its ``received_at``)."""
+    manifest = orjson.loads((FIXTURES / group / "manifest.json").read_bytes())
+    received: dict[str, str] = {}
+    for case in manifest["cases"]:
+        for delivery in case["deliveries"]:
+            received.setdefault(delivery["file"], delivery["received_at"])
+    return received
+
+
 def t(clock: str) -> datetime:
     """An instant on the fixtures' day, 2026-03-29, from ``"HH:MM:SS"`` (UTC)."""
     return datetime.fromisoformat(f"2026-03-29T{clock}+00:00")
