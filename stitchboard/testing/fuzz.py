@@ -17,6 +17,7 @@ The checks:
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
@@ -29,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 
@@ -40,12 +42,13 @@ from stitchboard.replay_file import to_jsonl
 from stitchboard.settings import INTERVAL_MINUTES, ClickHouseSettings, Settings, TenantSettings
 from stitchboard.sinks.clickhouse import init_db
 from stitchboard.sinks.clickhouse_sink import ClickHouseSink
-from stitchboard.testing.mutator import DAY_TENANTS, Mutant, ValidRecord
+from stitchboard.testing.mutator import DAY_TENANTS, Mutant, ValidRecord, conversation_ids
 
 SPAN_MS = int(
     (datetime(2100, 1, 1, tzinfo=UTC) - datetime(2000, 1, 1, tzinfo=UTC)) / timedelta(milliseconds=1)
 )
 MS_COLUMNS = ("wait_ms", "talk_ms", "hold_ms", "acw_ms", "handle_ms")
+WINDOW = 100  # a mutant is delivered among this many valid records after its base
 _BOOKKEEPING = frozenset({"version", "updated_at"})
 _STEP = re.compile(r'in step "([^"]+)" for key "([^"]*)"')
 
@@ -64,16 +67,19 @@ class Line:
 
 
 def interleave(valid: Sequence[ValidRecord], mutants: Sequence[Mutant], seed: int) -> list[Line]:
-    """The valid records in order, each mutant's records together at a random place among them."""
+    """The valid records in order, each mutant's records together at a random place among the
+    ``WINDOW`` valid records after its base record, delivered (the transport's time) when its base was
+    received: a broker stamps what it is handed, whatever the record claims."""
     rng = random.Random(seed)
+    position = {record: index for index, record in enumerate(valid)}
     slots: dict[int, list[Mutant]] = defaultdict(list)
     for mutant in mutants:
-        slots[rng.randint(0, len(valid))].append(mutant)
+        after = position.get(mutant.base, rng.randrange(len(valid) + 1) - 1) + 1
+        slots[min(len(valid), after + rng.randint(0, WINDOW))].append(mutant)
     lines: list[Line] = []
     for index in range(len(valid) + 1):
-        at = valid[min(index, len(valid) - 1)].received_at
         for mutant in slots.get(index, ()):
-            lines += [Line(raw, at, mutant=mutant) for raw in mutant.records]
+            lines += [Line(raw, mutant.base.received_at, mutant=mutant) for raw in mutant.records]
         if index < len(valid):
             lines.append(Line(valid[index].raw, valid[index].received_at, valid=index))
     return lines
@@ -414,6 +420,37 @@ def internal_errors(run: Run, stored: Stored) -> list[str]:
             kind = line.mutant.kind if line is not None and line.mutant is not None else "?"
             found.append(f"internal_error from {kind}: {detail[:300]}")
     return found
+
+
+def suspects(problems: Sequence[str], mutants: Sequence[Mutant], limit: int = 40) -> str:
+    """The problems, each with the mutants that name its conversation (or, failing that, its tenant)."""
+    by_conversation: dict[str, set[tuple[int, str]]] = defaultdict(set)
+    by_tenant: dict[str, set[str]] = defaultdict(set)
+    for mutant in mutants:
+        for raw in mutant.records:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                document = orjson.loads(raw)
+                if isinstance(document, dict):
+                    for conversation in conversation_ids(document.get("payload")):
+                        by_conversation[conversation].add((mutant.index, mutant.kind))
+        for tenant in {
+            mutant.tenant,
+            mutant.tenant.strip(),
+            mutant.base.tenant if mutant.mode == "same" else "",
+        }:
+            by_tenant[tenant].add(mutant.kind)
+    lines = []
+    for problem in problems[:limit]:
+        named = sorted({m for c, ms in by_conversation.items() if repr(c) in problem for m in ms})
+        if named:
+            lines.append(
+                f"{problem}\n    from mutant(s) {', '.join(f'#{i} {kind}' for i, kind in named[:5])}"
+            )
+            continue
+        kinds = sorted({k for t, ks in by_tenant.items() if t and repr(t) in problem for k in ks})
+        lines.append(f"{problem}\n    kinds of mutants naming its tenant: {kinds}" if kinds else problem)
+    more = f"\n… and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "\n".join(lines) + more
 
 
 @dataclass(frozen=True, slots=True)

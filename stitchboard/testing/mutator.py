@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 import orjson
 
+from stitchboard.adapters import ADAPTERS
 from stitchboard.synthetic.dataset import FaultProfile, build_dataset
 
 Mode = Literal["same", "separate"]
@@ -168,14 +169,17 @@ def corpus_records(root: Path = CORPUS) -> list[ValidRecord]:
 
 def fixture_records(root: Path = FIXTURES) -> list[ValidRecord]:
     """The adapter fixtures, one tenant per fixture directory (their tenant claims rewritten to it),
-    received a minute after their latest timestamp."""
+    received a minute after their latest event."""
     records: list[ValidRecord] = []
     for directory, source in FIXTURE_SOURCES.items():
         tenant = f"fz-fixtures-{directory}"
         for path in sorted((root / directory).glob("*.json")):
             payload = orjson.loads(path.read_bytes())
             _claim(payload, tenant)
-            times = [_parse_time(text) for text in _strings(payload) if _TIME.match(text)]
+            events = ADAPTERS[source](copy.deepcopy(payload), tenant, datetime(2100, 1, 1, tzinfo=UTC))
+            times = [event.event_time for event in events] or [
+                _parse_time(text) for text in _strings(payload) if _TIME.match(text)
+            ]
             at = max(times, default=datetime(2026, 3, 29, 12, tzinfo=UTC)) + timedelta(minutes=1)
             envelope = {"tenant": tenant, "source": source, "received_at": _iso(at), "payload": payload}
             records.append(ValidRecord(f"fixtures/{directory}", tenant, source, at, orjson.dumps(envelope)))
@@ -268,7 +272,8 @@ def _is_epoch_ms(key: Any, value: Any) -> bool:
     )
 
 
-def _conversation_ids(payload: Any) -> list[str]:
+def conversation_ids(payload: Any) -> list[str]:
+    """The conversation (and contact) ids a payload names."""
     return [c[k] for c, k in _slots(payload) if k in CONVERSATION_KEYS and isinstance(c[k], str) and c[k]]
 
 
@@ -1002,7 +1007,7 @@ class Mutator:
         self._ids: dict[str, list[str]] = {}
         self._conversations: dict[tuple[str, str], list[tuple[ValidRecord, dict[str, Any]]]] = {}
         for record, envelope in self._bases:
-            ids = _conversation_ids(envelope["payload"])
+            ids = conversation_ids(envelope["payload"])
             self._ids.setdefault(record.tenant, []).extend(ids)
             for conversation in set(ids):
                 self._conversations.setdefault((record.tenant, conversation), []).append((record, envelope))
@@ -1015,7 +1020,7 @@ class Mutator:
     def siblings(self, base: ValidRecord) -> list[dict[str, Any]]:
         """The envelopes of the other valid records sharing a conversation id with ``base``."""
         envelope = base.envelope()
-        ids = _conversation_ids(envelope["payload"]) if envelope is not None else []
+        ids = conversation_ids(envelope["payload"]) if envelope is not None else []
         found: dict[int, dict[str, Any]] = {}
         for conversation in ids:
             for record, other in self._conversations.get((base.tenant, conversation), ()):

@@ -58,25 +58,6 @@ def finished(run: fuzz.Run) -> None:
         pytest.fail(f"the flow stopped: {run.error}")
 
 
-def suspects(problems: list[str], mutants: list[Mutant]) -> str:
-    """The problems, each with the kinds of the mutants that name its tenant (a hint where to look)."""
-    kinds: dict[str, Counter[str]] = {}
-    for mutant in mutants:
-        for tenant in {
-            mutant.tenant,
-            mutant.tenant.strip(),
-            mutant.base.tenant if mutant.mode == "same" else "",
-        }:
-            kinds.setdefault(tenant, Counter())[mutant.kind] += 1
-    lines = []
-    for problem in problems[:40]:
-        named = [t for t in kinds if t and repr(t) in problem]
-        hint = sorted({kind for t in named for kind in kinds[t]})
-        lines.append(f"{problem}\n    mutants naming this tenant: {hint}" if hint else problem)
-    more = f"\n… and {len(problems) - 40} more" if len(problems) > 40 else ""
-    return "\n".join(lines) + more
-
-
 def test_the_stream_has_thousands_of_records_of_every_kind_in_both_placements(fuzzed: Fuzzed) -> None:
     kinds = Counter(mutant.kind for mutant in fuzzed.mutants)
     assert set(kinds) == {kind.name for kind in KINDS if kind.weight > 0}
@@ -108,7 +89,7 @@ def test_every_record_is_accepted_or_dead_lettered(fuzzed: Fuzzed) -> None:
 def test_no_table_holds_an_impossible_figure(fuzzed: Fuzzed) -> None:
     finished(fuzzed.mixed)
     problems = fuzz.impossible_figures(fuzzed.stored)
-    assert not problems, suspects(problems, fuzzed.mutants)
+    assert not problems, fuzz.suspects(problems, fuzzed.mutants)
 
 
 def test_the_valid_records_figures_do_not_depend_on_the_hostile_ones(fuzzed: Fuzzed) -> None:
@@ -118,7 +99,7 @@ def test_the_valid_records_figures_do_not_depend_on_the_hostile_ones(fuzzed: Fuz
     problems += fuzz.valid_letter_changes(
         fuzzed.baseline.run, fuzzed.baseline.stored, fuzzed.mixed, fuzzed.stored
     )
-    assert not problems, suspects(problems, fuzzed.mutants)
+    assert not problems, fuzz.suspects(problems, fuzzed.mutants)
 
 
 def test_every_rejection_has_a_reason_not_a_caught_exception(fuzzed: Fuzzed) -> None:
