@@ -30,8 +30,8 @@ from stitchboard.contributions import TenantFeed
 from stitchboard.conversation import Conversation
 from stitchboard.deadletters import DeadLetter
 from stitchboard.deliveries import Delivery
-from stitchboard.settings import TenantSettings
-from stitchboard.stitching.stitch import stitch_group
+from stitchboard.settings import ConversationLimits, TenantSettings
+from stitchboard.stitching.stitch import DEFAULT_LIMITS, stitch_group
 from stitchboard.stitching.store import AddResult, ConversationState
 
 
@@ -81,8 +81,18 @@ class ConversationShard:
     def get(self, conversation_id: str) -> ConversationState | None:
         return self._active.get(conversation_id) or self._quiet.get(conversation_id)
 
-    def apply(self, numbered: Sequence[tuple[int, Delivery]], tenant: TenantSettings, now: float) -> Stitched:
-        """Stitch each delivery in the order given; one feed per delivery, in that order."""
+    def apply(
+        self,
+        numbered: Sequence[tuple[int, Delivery]],
+        tenant: TenantSettings,
+        now: float,
+        limits: ConversationLimits = DEFAULT_LIMITS,
+    ) -> Stitched:
+        """Stitch each delivery in the order given; one feed per delivery, in that order.
+
+        A delivery refused for a conversation limit (`stitch_group`) leaves its conversation as it
+        was; one that would have opened a conversation leaves none behind.
+        """
         out = Stitched()
         active, quiet = self._active, self._quiet
         for arrival, delivery in numbered:
@@ -93,10 +103,11 @@ class ConversationShard:
                 out.results[AddResult.SUPERSEDED] += len(delivery.events)
                 out.feeds.append(TenantFeed(delivery.tenant, arrival, min(times), max(times), []))
                 continue
-            outcome = stitch_group(state, delivery.events, tenant)
+            outcome = stitch_group(state, delivery.events, tenant, limits)
             state = outcome.state
-            state.touched_at = now
-            active[conversation_id] = state
+            if len(state):
+                state.touched_at = now
+                active[conversation_id] = state
             out.results.update(outcome.results)
             out.dead_letters.extend(outcome.dead_letters)
             if outcome.conversation is not None:

@@ -126,7 +126,7 @@ class StitchStep(StatefulBatchLogic[Numbered, StitchedBatch, ConversationShard])
         now = time.time()
         tenant = values[0][1].tenant
         tenant_settings = self._settings.tenant(tenant)
-        stitched = self._shard.apply(values, tenant_settings, now)
+        stitched = self._shard.apply(values, tenant_settings, now, self._settings.conversation_limits)
         for result, count in stitched.results.items():
             telemetry.EVENTS.labels(result.value).inc(count)
         for letter in stitched.dead_letters:

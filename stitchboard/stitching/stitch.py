@@ -11,13 +11,17 @@ from stitchboard.contributions import Delta
 from stitchboard.conversation import Conversation
 from stitchboard.deadletters import DeadLetter
 from stitchboard.events import CanonicalEvent
-from stitchboard.metrics import contribution_values
+from stitchboard.metrics import ValueKey, contribution_values
 from stitchboard.rows import ConversationRow
-from stitchboard.settings import TenantSettings
+from stitchboard.settings import ConversationLimits, TenantSettings
 from stitchboard.stitching.row import conversation_row
-from stitchboard.stitching.store import AddResult, ConversationState
+from stitchboard.stitching.store import AddResult, ConversationState, LimitExceeded
 
 CONFLICT_REASON = "event_conflict"
+LIMIT_REASON = "conversation_limit"
+DEFAULT_LIMITS = ConversationLimits()
+_INT64 = range(-(2**63), 2**63)  # the interval and conversation tables' figure columns
+_INT32 = range(-(2**31), 2**31)  # the conversations table's qa_score column
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +58,57 @@ def _conflict_letter(event: CanonicalEvent) -> DeadLetter:
     )
 
 
+def _limit_letter(events: Sequence[CanonicalEvent], conversation_id: str, detail: str) -> DeadLetter:
+    """The dead letter of a whole delivery: its events, as the record they came from became."""
+    first = events[0]
+    return DeadLetter(
+        reason=LIMIT_REASON,
+        detail=f"conversation {conversation_id}: {detail}; the delivery of {len(events)} events is refused",
+        raw=b"[" + b",".join(event.model_dump_json().encode("utf-8") for event in events) + b"]",
+        received_at=first.ingest_time,
+        tenant=first.tenant,
+        source=first.source,
+    )
+
+
+def _too_many_values(state: ConversationState, limits: ConversationLimits) -> str | None:
+    if state.distinct_values > limits.max_distinct_values:
+        return f"{state.distinct_values} distinct values, more than the limit of {limits.max_distinct_values}"
+    return None
+
+
+def _breach(
+    state: ConversationState,
+    conversation: Conversation,
+    values: dict[ValueKey, int],
+    limits: ConversationLimits,
+) -> str | None:
+    """Which limit the stitched state crosses, if any: the caps in ``limits``, and figures that would
+    not fit their columns (durations are bounded by the summary; counts and scores are not)."""
+    if len(state) > limits.max_events:
+        return f"{len(state)} events, more than the limit of {limits.max_events}"
+    too_many = _too_many_values(state, limits)
+    if too_many is not None:
+        return too_many
+    holds = sum(leg.holds for leg in conversation.legs)
+    if holds > limits.max_holds:
+        return f"{holds} holds, more than the limit of {limits.max_holds}"
+    if len(conversation.ivr_steps) > limits.max_ivr_steps:
+        return f"{len(conversation.ivr_steps)} IVR steps, more than the limit of {limits.max_ivr_steps}"
+    for (queue, metric, _), value in values.items():
+        if value not in _INT64:
+            return f"{metric} of {value} in queue {queue!r} does not fit a 64-bit figure"
+    for leg in conversation.legs:
+        if leg.qa_score is not None and leg.qa_score not in _INT32:
+            return f"QA score {leg.qa_score} does not fit a 32-bit column"
+    return None
+
+
 def stitch_group(
-    state: ConversationState | None, events: Sequence[CanonicalEvent], tenant: TenantSettings
+    state: ConversationState | None,
+    events: Sequence[CanonicalEvent],
+    tenant: TenantSettings,
+    limits: ConversationLimits = DEFAULT_LIMITS,
 ) -> GroupOutcome:
     """Apply the events one record carries for one conversation, then summarise once.
 
@@ -65,25 +118,44 @@ def stitch_group(
     set of deltas per group, not per event, is what keeps stitching linear in a conversation's
     length: a detail record carries a whole conversation. The delta reason names the event types
     that applied (comma-separated, sorted); the interval book decides lateness.
+
+    A group that would take the conversation past one of its ``limits``, or put a value in it that
+    its packed state or the tables cannot hold, is undone and dead-lettered whole
+    (``conversation_limit``): the conversation keeps its earlier state and publishes nothing, so a
+    state in memory or in a snapshot never holds what cannot be packed. (A new conversation is
+    left with no events; `stitchboard.shards` does not keep it.)
     """
     if not events:
         raise ValueError("stitch_group needs at least one event")
     current = state if state is not None else ConversationState.for_event(events[0])
-    results: list[AddResult] = []
-    letters: list[DeadLetter] = []
-    reasons: set[str] = set()
-    for event in events:
-        result = current.add(event)
-        results.append(result)
-        if result is AddResult.APPLIED:
-            reasons.add(event.event_type.value)
-        elif result is AddResult.CONFLICT:
-            letters.append(_conflict_letter(event))
-    if not reasons:
-        return GroupOutcome(current, results, [], letters, None)
-    conversation = current.conversation()
-    values = contribution_values(conversation, tenant)
-    deltas = current.deltas(current.tenant, conversation.channel.value, values, ",".join(sorted(reasons)))
+    saved = current.checkpoint()
+    try:
+        results = current.add_all(events)
+        reasons = {
+            event.event_type.value
+            for event, result in zip(events, results, strict=True)
+            if result is AddResult.APPLIED
+        }
+        letters = [
+            _conflict_letter(event)
+            for event, result in zip(events, results, strict=True)
+            if result is AddResult.CONFLICT
+        ]
+        if not reasons:
+            return GroupOutcome(current, results, [], letters, None)
+        conversation = current.conversation()
+        values = contribution_values(conversation, tenant)
+        breach = _breach(current, conversation, values, limits)
+        if breach is not None:
+            raise LimitExceeded(breach)
+        deltas = current.deltas(current.tenant, conversation.channel.value, values, ",".join(sorted(reasons)))
+        too_many = _too_many_values(current, limits)  # the queues of what was emitted are values too
+        if too_many is not None:
+            raise LimitExceeded(too_many)
+    except LimitExceeded as exc:
+        current.restore(saved)
+        letter = _limit_letter(events, current.conversation_id, str(exc))
+        return GroupOutcome(current, [AddResult.REJECTED] * len(events), [], [letter], None)
     return GroupOutcome(current, results, deltas, letters, conversation)
 
 

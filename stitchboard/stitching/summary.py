@@ -8,7 +8,7 @@ this module needs of each event (``event_value`` says which attribute) and hands
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from stitchboard.conversation import Conversation, IvrOutcome, Leg, TransferKind, ms_between
@@ -123,9 +123,21 @@ class _LegBuilder:
             self.hold_ms += max(0, ms_between(self.hold_open_at, at))
             self.hold_open_at = None
 
-    def freeze(self) -> Leg:
+    def freeze(self, started_at: datetime, known_until: datetime) -> Leg:
+        """The leg, its figures consistent whatever its records disagreed on: holds within the talk
+        (the talk so far, up to ``known_until``, while it lasts; none without an answer), after-call
+        work from the conversation's start at the earliest. (After-call work may overlap the end of
+        the talk: real Genesys records start the wrap-up a few hundred ms before the call ends, and
+        count both in full.)"""
         if self.talk_end is None and self.answered_at is not None and self.acw_start is not None:
             self.end_talk(self.acw_start)
+        hold_ms = 0
+        if self.answered_at is not None:
+            talk_span = ms_between(self.answered_at, self.talk_end or known_until)
+            hold_ms = max(0, min(self.hold_ms, talk_span))
+        acw_start = self.acw_start
+        if acw_start is not None:
+            acw_start = max(acw_start, started_at)
         return Leg(
             leg_id=self.leg_id,
             queue=self.queue,
@@ -133,13 +145,13 @@ class _LegBuilder:
             answered_at=self.answered_at,
             abandoned_at=self.abandoned_at,
             agent=self.agent,
-            hold_ms=self.hold_ms,
+            hold_ms=hold_ms,
             holds=self.holds,
             talk_end=self.talk_end,
             transfer_kind=self.transfer_kind,
             transfer_at=self.transfer_at,
             transfer_target=self.transfer_target,
-            acw_start=self.acw_start,
+            acw_start=acw_start,
             acw_end=self.acw_end,
             wrapup_code=self.wrapup_code,
             qa_score=self.qa_score,
@@ -154,10 +166,19 @@ def summarise(
     direction: Direction,
     events: Iterable[StoredEvent],
 ) -> Conversation:
-    """Replay stored events (in replay order, at least one) into the stitched summary."""
+    """Replay stored events (in replay order, at least one) into the stitched summary.
+
+    Records of one conversation may disagree (each is checked only on its own), so the summary
+    never trusts one record's times against another's: the conversation starts at its earliest
+    live event (its arrival, unless a record says something happened before it) and ends no
+    earlier than anything that happened to one of its legs, and each leg's figures are bounded by
+    `_LegBuilder.freeze`: every duration lies between 0 and the conversation's span, in any
+    delivery order (docs/architecture.md, "Records that disagree").
+    """
     first: StoredEvent | None = None
+    first_live: int | None = None
+    last = 0
     legs: dict[str, _LegBuilder] = {}
-    arrived_at: datetime | None = None
     disconnected_at: datetime | None = None
     ivr_abandoned_at: datetime | None = None
     self_served = False
@@ -166,14 +187,15 @@ def summarise(
     customer_keys: set[str] = set()
     intent: str | None = None
     conferences = 0
-    anchored = False
     for entry in events:
         moment, kind_index, leg_id, queue, agent, value, extra = entry
         if first is None:
             first = entry
+        last = moment
         kind = TYPES[kind_index]
         at = from_micros(moment)
-        anchored = anchored or kind_index not in _AFTERMATH_INDEXES
+        if first_live is None and kind_index not in _AFTERMATH_INDEXES:
+            first_live = moment
         if extra is not None:
             event_intent, keys = extra
             customer_keys.update(keys)
@@ -181,9 +203,7 @@ def summarise(
         leg = _leg_for(legs, kind, leg_id, queue, agent) if kind in _LEG_LEVEL else None
         if kind is EventType.ABANDONED and (leg_id is not None or queue is not None):
             leg = _leg_for(legs, kind, leg_id, queue, agent)
-        if kind is EventType.ARRIVED:
-            arrived_at = arrived_at or at
-        elif kind is EventType.IVR_STEP:
+        if kind is EventType.IVR_STEP:
             ivr_steps.append((str(value) if value is not None else "", at))
         elif kind is EventType.CONFERENCE:
             conferences += 1
@@ -202,9 +222,10 @@ def summarise(
             _apply_to_leg(leg, kind, at, queue, agent, value)
     if first is None:
         raise ValueError(f"conversation {conversation_id} has no events yet")
-    frozen = tuple(leg.freeze() for leg in legs.values())
+    anchored = first_live is not None
+    started_at = from_micros(first[0] if first_live is None else first_live)
+    frozen = tuple(leg.freeze(started_at, from_micros(last)) for leg in legs.values())
     frozen = tuple(sorted(frozen, key=lambda leg: (_leg_start(leg) is None, _leg_start(leg) or EPOCH)))
-    started_at = arrived_at or from_micros(first[0])
     ivr_outcome, ivr_outcome_at = _ivr_outcome(
         frozen, ivr_steps, disconnected_at, ivr_abandoned_at, self_served
     )
@@ -213,7 +234,7 @@ def summarise(
     if customer_end is not None and all(
         leg.acw_end is not None or leg.acw_start is None for leg in frozen if leg.answered_at is not None
     ):
-        ended_at = max([customer_end, *(leg.acw_end for leg in frozen if leg.acw_end is not None)])
+        ended_at = max([customer_end, *(moment for leg in frozen for moment in _leg_moments(leg))])
     return Conversation(
         tenant=tenant,
         conversation_id=conversation_id,
@@ -305,6 +326,20 @@ def _apply_to_leg(
         leg.wrapup_code = str(value) if value is not None else None
     elif kind is EventType.QA_SCORE_SET and isinstance(value, int) and not isinstance(value, bool):
         leg.qa_score = value
+
+
+def _leg_moments(leg: Leg) -> Iterator[datetime]:
+    """The instants a leg's figures are measured between."""
+    for moment in (
+        leg.queued_at,
+        leg.answered_at,
+        leg.abandoned_at,
+        leg.talk_end,
+        leg.transfer_at,
+        leg.acw_end,
+    ):
+        if moment is not None:
+            yield moment
 
 
 def _leg_start(leg: Leg) -> datetime | None:
