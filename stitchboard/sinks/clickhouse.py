@@ -208,6 +208,7 @@ def rejected_letter(table: str, row: Row, error: BaseException, received_at: dat
             _text(named.get("tenant")),
             _text(named.get("source")),
             _text(named.get("origin")),
+            _text(named.get("part")),
         )
     return DeadLetter(
         REJECTED_REASON,

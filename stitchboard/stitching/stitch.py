@@ -43,19 +43,28 @@ class GroupOutcome:
     conversation: Conversation | None  # the summary after the group, when any event applied
 
 
-def _conflict_letter(event: CanonicalEvent) -> DeadLetter:
+def _conflict_letter(event: CanonicalEvent, index: int, raw: bytes, origin: str) -> DeadLetter:
+    """The letter of the ``index``-th event of a delivery: the record's bytes and origin (the event
+    as JSON when called without a record), and the event's place in it as the letter's part."""
     return DeadLetter(
         reason=CONFLICT_REASON,
         detail=f"event {event.event_id} sequence {event.sequence} was re-sent with different content",
-        raw=event.model_dump_json().encode("utf-8"),
+        raw=raw or event.model_dump_json().encode("utf-8"),
         received_at=event.ingest_time,
         tenant=event.tenant,
         source=event.source,
+        origin=origin,
+        part=f"conversation {event.conversation_id} event {index} {event.event_id}",
     )
 
 
 def stitch_group(
-    state: ConversationState | None, events: Sequence[CanonicalEvent], tenant: TenantSettings
+    state: ConversationState | None,
+    events: Sequence[CanonicalEvent],
+    tenant: TenantSettings,
+    *,
+    raw: bytes = b"",
+    origin: str = "",
 ) -> GroupOutcome:
     """Apply the events one record carries for one conversation, then summarise once.
 
@@ -64,7 +73,8 @@ def stitch_group(
     exactly what was published even if rules or settings changed in between. One summary and one
     set of deltas per group, not per event, is what keeps stitching linear in a conversation's
     length: a detail record carries a whole conversation. The delta reason names the event types
-    that applied (comma-separated, sorted); the interval book decides lateness.
+    that applied (comma-separated, sorted); the interval book decides lateness. ``raw`` and
+    ``origin`` are the record the events came from, for the letters of conflicting events.
     """
     if not events:
         raise ValueError("stitch_group needs at least one event")
@@ -72,13 +82,13 @@ def stitch_group(
     results: list[AddResult] = []
     letters: list[DeadLetter] = []
     reasons: set[str] = set()
-    for event in events:
+    for index, event in enumerate(events):
         result = current.add(event)
         results.append(result)
         if result is AddResult.APPLIED:
             reasons.add(event.event_type.value)
         elif result is AddResult.CONFLICT:
-            letters.append(_conflict_letter(event))
+            letters.append(_conflict_letter(event, index, raw, origin))
     if not reasons:
         return GroupOutcome(current, results, [], letters, None)
     conversation = current.conversation()
