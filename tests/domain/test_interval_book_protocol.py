@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from stitchboard.contributions import ContributionKey, Delta, TenantFeed
 from stitchboard.deadletters import RecordRef
 from stitchboard.interval_book import BEYOND_HORIZON, IntervalBook
@@ -127,3 +129,15 @@ def test_a_poisoned_watermark_restored_from_a_snapshot_is_repaired() -> None:
     assert later.dead_letters == [] and restored.dropped_beyond_horizon == 0
     healthy = IntervalBook.restore("acme", TenantSettings(), TIMING, ("offered",), subject.snapshot(), at(9))
     assert not healthy.watermark_repaired
+
+
+def test_a_delivery_the_book_cannot_take_leaves_it_as_it_was() -> None:
+    """Deltas are checked and placed before anything changes: a bad one fails the whole delivery."""
+    subject = book()
+    subject.receive(feed(0, at(8, 5)), NOW)
+    before = subject.snapshot()
+    good = Delta("acme", ContributionKey("sales", "voice", "offered", at(8, 9)), 1, "queued")
+    bad = Delta("acme", ContributionKey("sales", "voice", "no_such_metric", at(8, 9)), 1, "queued")
+    with pytest.raises(ValueError, match="unknown metric"):
+        subject.receive(TenantFeed("acme", 1, at(23), at(23), [good, bad]), NOW + timedelta(seconds=1))
+    assert subject.snapshot() == before  # not even the watermark moved
