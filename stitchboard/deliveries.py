@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from stitchboard.events import CanonicalEvent, EventType
 from stitchboard.rows import AgentStateRow
@@ -16,14 +17,30 @@ from stitchboard.rows import AgentStateRow
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """The events one raw record carries for one conversation: stitched as one group."""
+    """The events one raw record carries for one conversation: stitched as one group.
+
+    ``raw`` and ``origin`` are the record's bytes and where it came from, so that whatever the
+    stitcher rejects of it (a conflicting re-send, a failure) is dead-lettered with them. They
+    travel with the delivery between steps and are never stored: the stitcher keeps none of it.
+    """
 
     tenant: str
     conversation_id: str
     events: tuple[CanonicalEvent, ...]
+    raw: bytes = b""
+    origin: str = ""
+
+    @property
+    def received_at(self) -> datetime:
+        """When the record was received (its envelope's time, shared by its events)."""
+        return self.events[0].ingest_time
+
+    @property
+    def source(self) -> str:
+        return self.events[0].source
 
 
-def deliveries(events: Sequence[CanonicalEvent]) -> list[Delivery]:
+def deliveries(events: Sequence[CanonicalEvent], raw: bytes = b"", origin: str = "") -> list[Delivery]:
     """Group a record's conversation events by conversation, in order of first appearance.
 
     Agent presence events (no conversation) are not deliveries; callers route them first.
@@ -33,7 +50,10 @@ def deliveries(events: Sequence[CanonicalEvent]) -> list[Delivery]:
         if event.event_type is EventType.AGENT_STATE_CHANGED or event.conversation_id is None:
             raise ValueError(f"{event.event_type.value} event {event.event_id} belongs to no conversation")
         groups.setdefault((event.tenant, event.conversation_id), []).append(event)
-    return [Delivery(tenant, conversation, tuple(group)) for (tenant, conversation), group in groups.items()]
+    return [
+        Delivery(tenant, conversation, tuple(group), raw, origin)
+        for (tenant, conversation), group in groups.items()
+    ]
 
 
 def agent_state_row(event: CanonicalEvent) -> AgentStateRow:
@@ -47,12 +67,15 @@ def agent_state_row(event: CanonicalEvent) -> AgentStateRow:
     )
 
 
-def split_record(events: Sequence[CanonicalEvent]) -> list[AgentStateRow | Delivery]:
-    """A record's agent presence rows, then its conversation events grouped into deliveries."""
+def split_record(
+    events: Sequence[CanonicalEvent], raw: bytes = b"", origin: str = ""
+) -> list[AgentStateRow | Delivery]:
+    """A record's agent presence rows, then its conversation events grouped into deliveries
+    (carrying the record's bytes and origin)."""
     presence = [
         agent_state_row(event) for event in events if event.event_type is EventType.AGENT_STATE_CHANGED
     ]
     if not presence:
-        return list(deliveries(events))
+        return list(deliveries(events, raw, origin))
     conversational = [event for event in events if event.event_type is not EventType.AGENT_STATE_CHANGED]
-    return [*presence, *deliveries(conversational)]
+    return [*presence, *deliveries(conversational, raw, origin)]

@@ -127,6 +127,9 @@ class TimingSettings(BaseModel):
         default=7 * 24 * 3600, ge=0
     )  # silent this long: evicted even if open
     restatement_horizon_days: int = Field(default=35, ge=1)
+    # How far ahead of its receive time (capped by system time) an event may move the watermark: a
+    # future-dated record moves it this far at most (``stitchboard.watermark``, docs/architecture.md).
+    watermark_lead_seconds: int = Field(default=60, ge=0)
     interval_minutes: tuple[int, ...] = INTERVAL_MINUTES
 
     @property

@@ -47,27 +47,36 @@ class GroupOutcome:
     conversation: Conversation | None  # the summary after the group, when any event applied
 
 
-def _conflict_letter(event: CanonicalEvent) -> DeadLetter:
+def _conflict_letter(event: CanonicalEvent, index: int, raw: bytes, origin: str) -> DeadLetter:
+    """The letter of the ``index``-th event of a delivery: the record's bytes and origin (the event
+    as JSON when called without a record), and the event's place in it as the letter's part."""
     return DeadLetter(
         reason=CONFLICT_REASON,
         detail=f"event {event.event_id} sequence {event.sequence} was re-sent with different content",
-        raw=event.model_dump_json().encode("utf-8"),
+        raw=raw or event.model_dump_json().encode("utf-8"),
         received_at=event.ingest_time,
         tenant=event.tenant,
         source=event.source,
+        origin=origin,
+        part=f"conversation {event.conversation_id} event {index} {event.event_id}",
     )
 
 
-def _limit_letter(events: Sequence[CanonicalEvent], conversation_id: str, detail: str) -> DeadLetter:
-    """The dead letter of a whole delivery: its events, as the record they came from became."""
+def _limit_letter(
+    events: Sequence[CanonicalEvent], conversation_id: str, detail: str, raw: bytes, origin: str
+) -> DeadLetter:
+    """The dead letter of a whole delivery: the record's bytes and origin (its events as JSON when
+    called without a record), the conversation as the letter's part."""
     first = events[0]
     return DeadLetter(
         reason=LIMIT_REASON,
         detail=f"conversation {conversation_id}: {detail}; the delivery of {len(events)} events is refused",
-        raw=b"[" + b",".join(event.model_dump_json().encode("utf-8") for event in events) + b"]",
+        raw=raw or b"[" + b",".join(event.model_dump_json().encode("utf-8") for event in events) + b"]",
         received_at=first.ingest_time,
         tenant=first.tenant,
         source=first.source,
+        origin=origin,
+        part=f"conversation {conversation_id}",
     )
 
 
@@ -109,6 +118,9 @@ def stitch_group(
     events: Sequence[CanonicalEvent],
     tenant: TenantSettings,
     limits: ConversationLimits = DEFAULT_LIMITS,
+    *,
+    raw: bytes = b"",
+    origin: str = "",
 ) -> GroupOutcome:
     """Apply the events one record carries for one conversation, then summarise once.
 
@@ -117,7 +129,9 @@ def stitch_group(
     exactly what was published even if rules or settings changed in between. One summary and one
     set of deltas per group, not per event, is what keeps stitching linear in a conversation's
     length: a detail record carries a whole conversation. The delta reason names the event types
-    that applied (comma-separated, sorted); the interval book decides lateness.
+    that applied (comma-separated, sorted); the interval book decides lateness. ``raw`` and
+    ``origin`` are the record the events came from, for the letters of conflicting events and of
+    a refused delivery.
 
     A group that would take the conversation past one of its ``limits``, or put a value in it that
     its packed state or the tables cannot hold, is undone and dead-lettered whole
@@ -137,8 +151,8 @@ def stitch_group(
             if result is AddResult.APPLIED
         }
         letters = [
-            _conflict_letter(event)
-            for event, result in zip(events, results, strict=True)
+            _conflict_letter(event, index, raw, origin)
+            for index, (event, result) in enumerate(zip(events, results, strict=True))
             if result is AddResult.CONFLICT
         ]
         if not reasons:
@@ -154,7 +168,7 @@ def stitch_group(
             raise LimitExceeded(too_many)
     except LimitExceeded as exc:
         current.restore(saved)
-        letter = _limit_letter(events, current.conversation_id, str(exc))
+        letter = _limit_letter(events, current.conversation_id, str(exc), raw, origin)
         return GroupOutcome(current, [AddResult.REJECTED] * len(events), [], [letter], None)
     return GroupOutcome(current, results, deltas, letters, conversation)
 

@@ -120,6 +120,7 @@ class Counts:
     records_in: int
     accepted: int
     dead_lettered: int
+    after_acceptance: int  # dead letters raised after a record was accepted
     by_reason: Mapping[str, int]
 
 
@@ -150,7 +151,12 @@ def run_stream(client: Client, lines: Sequence[Line], workdir: Path, name: str) 
     settings = fuzz_settings(database)
     path = workdir / f"{name}.jsonl"
     origins = write_stream(lines, path)
-    counters = (telemetry.RECORDS_IN, telemetry.RECORDS_ACCEPTED, telemetry.RECORDS_DEAD_LETTERED)
+    counters = (
+        telemetry.RECORDS_IN,
+        telemetry.RECORDS_ACCEPTED,
+        telemetry.RECORDS_DEAD_LETTERED,
+        telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE,
+    )
     before, reasons_before = [_total(c) for c in counters], _by_reason()
     error: str | None = None
     started = time.perf_counter()
@@ -170,8 +176,8 @@ def run_stream(client: Client, lines: Sequence[Line], workdir: Path, name: str) 
     by_reason = {
         r: n - reasons_before.get(r, 0) for r, n in reasons_after.items() if n != reasons_before.get(r, 0)
     }
-    records_in, accepted, dead = (a - b for a, b in zip(after, before, strict=True))
-    counts = Counts(records_in, accepted, dead, by_reason)
+    records_in, accepted, dead, later = (a - b for a, b in zip(after, before, strict=True))
+    counts = Counts(records_in, accepted, dead, later, by_reason)
     return Run(database, origins, counts, error, seconds)
 
 
@@ -194,6 +200,17 @@ def _cause(exc: BaseException) -> str:
 # ---------------------------------------------------------------- what a run stored
 
 
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """A stored dead letter; ``part`` is '' for a whole record (and where the table has no part)."""
+
+    tenant: str
+    reason: str
+    origin: str
+    detail: str
+    part: str
+
+
 @dataclass(slots=True)
 class Stored:
     """Everything the checks read from one run's database."""
@@ -201,7 +218,7 @@ class Stored:
     conversations: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     figures: dict[int, dict[tuple[str, str, str, datetime], dict[str, int]]] = field(default_factory=dict)
     agent_states: set[tuple[str, str, str, datetime, str]] = field(default_factory=set)
-    letters: list[tuple[str, str, str, str]] = field(default_factory=list)  # tenant, reason, origin, detail
+    letters: list[Letter] = field(default_factory=list)
     restatements: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -224,8 +241,8 @@ def read_stored(client: Client, database: str) -> Stored:
         )
     }
     stored.letters = [
-        (r["tenant"], r["reason"], r["origin"], r["detail"])
-        for r in _rows(client, f"SELECT tenant, reason, origin, detail FROM {database}.dead_letters FINAL")
+        Letter(r["tenant"], r["reason"], r["origin"], r["detail"], r.get("part", ""))
+        for r in _rows(client, f"SELECT * EXCEPT (raw) FROM {database}.dead_letters FINAL")
     ]
     stored.restatements = _rows(
         client,
@@ -238,7 +255,8 @@ def read_stored(client: Client, database: str) -> Stored:
 
 
 def accounting_problems(run: Run, stored: Stored, path_name: str) -> list[str]:
-    """Records in = lines written = accepted + dead-lettered; every record-level dead letter stored."""
+    """Records in = lines written = accepted + dead-lettered; every dead letter counted is stored, one
+    row each (a record's, and each raised after acceptance: conflicts, corrections beyond the horizon)."""
     counts, problems = run.counts, []
     if counts.records_in != len(run.origins):
         problems.append(f"the flow read {counts.records_in} records of {len(run.origins)}")
@@ -246,9 +264,14 @@ def accounting_problems(run: Run, stored: Stored, path_name: str) -> list[str]:
         problems.append(
             f"accepted {counts.accepted} + dead-lettered {counts.dead_lettered} != in {counts.records_in}"
         )
-    placed = [letter for letter in stored.letters if letter[2].startswith(f"{path_name}@")]
-    if len(placed) != counts.dead_lettered:
-        problems.append(f"{len(placed)} record dead letters stored, the flow counted {counts.dead_lettered}")
+    whole = [x for x in stored.letters if x.origin.startswith(f"{path_name}@") and not x.part]
+    if len(whole) != counts.dead_lettered:
+        problems.append(f"{len(whole)} record dead letters stored, the flow counted {counts.dead_lettered}")
+    later = len(stored.letters) - len(whole)
+    if later != counts.after_acceptance:
+        problems.append(
+            f"{later} dead letters after acceptance stored, the flow counted {counts.after_acceptance}"
+        )
     return problems
 
 
@@ -396,9 +419,9 @@ def valid_letter_changes(
 
     def letters(run: Run, stored: Stored) -> Counter[tuple[int, str]]:
         return Counter(
-            (line.valid, reason)
-            for _t, reason, origin, _d in stored.letters
-            if (line := run.origins.get(origin)) is not None and line.valid is not None
+            (line.valid, f"{letter.reason} {letter.part}".rstrip())
+            for letter in stored.letters
+            if (line := run.origins.get(letter.origin)) is not None and line.valid is not None
         )
 
     alone, mixed_letters = letters(baseline, baseline_stored), letters(mixed, mixed_stored)
@@ -414,11 +437,11 @@ def valid_letter_changes(
 def internal_errors(run: Run, stored: Stored) -> list[str]:
     """Dead letters that are caught exceptions (``internal_error``): a record no rule explains."""
     found = []
-    for _tenant, reason, origin, detail in stored.letters:
-        if reason == "internal_error":
-            line = run.origins.get(origin)
+    for letter in stored.letters:
+        if letter.reason == "internal_error":
+            line = run.origins.get(letter.origin)
             kind = line.mutant.kind if line is not None and line.mutant is not None else "?"
-            found.append(f"internal_error from {kind}: {detail[:300]}")
+            found.append(f"internal_error from {kind}: {letter.detail[:300]}")
     return found
 
 
