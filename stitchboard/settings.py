@@ -48,8 +48,8 @@ class InputBounds(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Far below the allowed lateness (30 min): a source this far ahead finalises intervals early by at
-    # most this much, so records up to (lateness - skew) late still count.
+    # Keep it well below the allowed lateness: a source this far ahead finalises intervals early by
+    # at most this much, so records up to (lateness - skew) late still count.
     max_future_skew_seconds: int = Field(default=300, ge=0, le=24 * 3600)
     # None: the restatement horizon (``TimingSettings.restatement_horizon_days``), so what is refused
     # here is exactly what the interval book could no longer restate.
