@@ -459,6 +459,34 @@ ADDED_COLUMNS: frozenset[tuple[str, str]] = frozenset({("conversations", "path")
 ADDED_KEY_COLUMNS: frozenset[tuple[str, str]] = frozenset({("dead_letters", "part")})
 
 
+def _empty(column_type: str) -> Any:
+    """The value ClickHouse gives an added column in existing rows (its type's default)."""
+    if column_type.startswith("Array("):
+        return ()
+    if column_type.startswith("Nullable("):
+        return None
+    if "String" in column_type:
+        return ""
+    raise ValueError(f"no empty value known for an added column of type {column_type}")
+
+
+def current_row(name: str, row: Sequence[Any]) -> tuple[Any, ...]:
+    """A column tuple made before columns were added to table ``name`` (``ADDED_COLUMNS``,
+    ``ADDED_KEY_COLUMNS``), e.g. staged in a recovery snapshot, in today's ``columns`` order with
+    the added columns empty; a current one unchanged."""
+    definition = table(name).columns
+    if len(row) == len(definition):
+        return tuple(row)
+    added = ADDED_COLUMNS | ADDED_KEY_COLUMNS
+    older = [column for column in definition if (name, column.name) not in added]
+    if len(row) != len(older):
+        raise ValueError(f"{name}: {len(row)} values fit neither {len(definition)} nor {len(older)} columns")
+    values = iter(row)
+    return tuple(
+        _empty(column.type) if (name, column.name) in added else next(values) for column in definition
+    )
+
+
 def migrations(database: str = DEFAULT_DATABASE) -> list[str]:
     """Idempotent ALTERs adding what older tables lack: columns (catalogue metrics, ``ADDED_COLUMNS``,
     ``ADDED_KEY_COLUMNS`` with the sorting key they extend), then settings and projections.

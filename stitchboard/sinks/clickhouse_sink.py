@@ -35,7 +35,7 @@ from stitchboard.sinks.clickhouse import (
 )
 from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterProducer
 from stitchboard.sinks.recovery_store import CommittedSnapshot, RecoveryStore, StoreUnreadable
-from stitchboard.tables import tables_for
+from stitchboard.tables import current_row, tables_for
 
 PART = "clickhouse"
 URGENT_TABLES = ("interval_metrics", "interval_published")  # what wallboards wait for (see BackgroundWriter)
@@ -97,6 +97,15 @@ Staged = dict[int, dict[str, list[Row]]]  # sink epoch → table → column tupl
 SinkState = tuple[int, str, bytes]  # (sink epochs closed, execution token, pickled ``Staged`` not written)
 
 
+def _staged(pickled: bytes) -> Staged:
+    """Staged rows from a snapshot, in today's columns (a release may have added columns since)."""
+    staged: Staged = pickle.loads(pickled)
+    return {
+        epoch: {table: [current_row(table, row) for row in rows] for table, rows in by_table.items()}
+        for epoch, by_table in staged.items()
+    }
+
+
 class _EpochRows:
     """The rows of the open epoch, as column tuples; versioned tables keep only each key's latest."""
 
@@ -153,7 +162,7 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
         self._token = token
         self._lock = threading.Lock()
         self._epoch, _, staged = resume_state if resume_state is not None else (0, "", pickle.dumps({}))
-        self._staged: Staged = pickle.loads(staged)
+        self._staged: Staged = _staged(staged)
         self._current = _EpochRows(letter_out)
         self._live = _EpochRows(letter_out)  # provisional interval rows, written at the next poll
         self._error: BaseException | None = None
@@ -401,7 +410,7 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
         self._recovery.close()
         if snapshot is None or snapshot.state[1] != self._token:
             return 0
-        staged: Staged = pickle.loads(snapshot.state[2])
+        staged = _staged(snapshot.state[2])
         writer = self._writer()
         written = 0
         try:

@@ -164,3 +164,18 @@ def test_a_partition_expression_the_sink_cannot_evaluate_is_refused() -> None:
     unknown = dataclasses.replace(tables.table("agent_states"), partition_by="toStartOfWeek(at)")
     with pytest.raises(ValueError, match="toStartOfWeek"):
         tables.partition_function(unknown)
+
+
+def test_rows_staged_before_columns_were_added_are_brought_to_the_current_columns() -> None:
+    """A recovery snapshot written by the previous release stages dead letters without ``part``
+    (and conversations without ``path``): resuming from it writes them with those columns empty."""
+    at = datetime(2026, 3, 29, tzinfo=UTC)
+    staged = ("event_conflict", "d", b"{}", "acme", "webhook", "raw/0/7", at)
+    assert tables.current_row("dead_letters", staged) == (*staged[:6], "", at)
+    current = (*staged[:6], "conversation c event 0 e0", at)
+    assert tables.current_row("dead_letters", current) == current
+    with pytest.raises(ValueError, match="fit neither"):
+        tables.current_row("dead_letters", staged[:5])
+    conversation = tables.columns("conversations")
+    older = tuple(range(len(conversation) - 1))
+    assert tables.current_row("conversations", older)[conversation.index("path")] == ()
