@@ -106,9 +106,14 @@ def run(
             + (f"; the flow stopped: {verdict.error}" if verdict.error else "")
         )
         if verdict.problems:
-            for kind, own in fuzzer.culprits(batch).items():
+            culprits = fuzzer.culprits(batch)
+            for kind, own in culprits.items():
                 findings.setdefault(kind, own.problems[0][:400])
                 say(f"    kind {kind}: {own.problems[0][:400]}")
+            if not culprits:  # only mutants of several kinds together break a check
+                shown = fuzz.suspects(verdict.problems, batch, limit=3)
+                findings.setdefault(f"several kinds together (chunk {number})", shown[:600])
+                say(f"    several kinds together: {shown}")
     seconds = time.perf_counter() - started
     result.add("mutants", total, "")
     result.add("kinds of mutation", len(made), "")

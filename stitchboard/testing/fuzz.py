@@ -13,6 +13,9 @@ The checks:
   run of the valid records alone: a valid tenant that took no hostile record on purpose comes out
   exactly the same; one that took hostile records of its own keeps every valid conversation as it
   was and none of its interval figures shrinks.
+
+Why one module of over 500 lines: the stream, the run and the checks are one harness, which the test
+and the long run share.
 """
 
 from __future__ import annotations
