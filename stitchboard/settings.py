@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tomllib
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -68,15 +69,31 @@ class InputBounds(BaseModel):
                 raise ValueError(f"max_contact_hours[{channel.value}] must be within 1..{_MAX_HOURS}")
         return merged
 
-    @property
+    # The limits as timedeltas, made once (cached properties are neither fields nor compared):
+    # every record is checked against them.
+    @cached_property
     def max_future_skew(self) -> timedelta:
         return timedelta(seconds=self.max_future_skew_seconds)
 
-    def max_age(self, restatement_horizon_days: int) -> timedelta:
-        return timedelta(days=self.max_event_age_days or restatement_horizon_days)
+    @cached_property
+    def _contact_limits(self) -> dict[Channel, timedelta]:
+        return {channel: timedelta(hours=hours) for channel, hours in self.max_contact_hours.items()}
 
-    def max_contact_ms(self, channel: Channel) -> int:
-        return self.max_contact_hours[channel] * 3_600_000
+    @cached_property
+    def _ages(self) -> dict[int, timedelta]:
+        return {}
+
+    def max_age(self, restatement_horizon_days: int) -> timedelta:
+        """The tenant's maximum age, else the restatement horizon."""
+        age = self._ages.get(restatement_horizon_days)
+        if age is None:
+            age = self._ages[restatement_horizon_days] = timedelta(
+                days=self.max_event_age_days or restatement_horizon_days
+            )
+        return age
+
+    def max_contact(self, channel: Channel) -> timedelta:
+        return self._contact_limits[channel]
 
 
 class TenantSettings(BaseModel):

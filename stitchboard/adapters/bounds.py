@@ -19,7 +19,7 @@ bytes, since the rest of it comes from the same broken clock or source.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from stitchboard.deadletters import AdapterError
 from stitchboard.events import OUT_OF_RANGE, CanonicalEvent, EventType
@@ -34,7 +34,6 @@ _AFTER_THE_CONTACT = frozenset(
     {EventType.WRAPUP_SET, EventType.QA_SCORE_SET, EventType.TICKET_REOPENED, EventType.AGENT_STATE_CHANGED}
 )
 _HOLD = EventType.HOLD
-_MS = timedelta(milliseconds=1)
 
 
 def check_received_at(received_at: datetime, transport_time: datetime | None, bounds: InputBounds) -> None:
@@ -55,9 +54,7 @@ def check_record(
     if not events:
         return
     latest_allowed = received_at + bounds.max_future_skew
-    newest: datetime | None = None
-    first: datetime | None = None
-    last: datetime | None = None
+    newest = first = last = events[0].event_time
     for event in events:
         at = event.event_time
         if at > latest_allowed:
@@ -66,26 +63,29 @@ def check_record(
                 f"{event.event_type.value} at {at.isoformat()} is {_ahead(at, received_at)} after the record"
                 f" was received ({received_at.isoformat()}; at most {bounds.max_future_skew_seconds} s)",
             )
-        if newest is None or at > newest:
+        if at > newest:
             newest = at
-        if event.event_type not in _AFTER_THE_CONTACT:
-            if first is None or at < first:
-                first = at
-            if last is None or at > last:
-                last = at
-        if event.event_type is _HOLD and event.attributes:
+        kind = event.event_type
+        if kind in _AFTER_THE_CONTACT:
+            continue
+        if at < first:
+            first = at
+        elif at > last:
+            last = at
+        if kind is _HOLD and event.attributes:
             _check_hold(event, bounds)
-    if first is not None and last is not None:
-        channel = events[0].channel
-        longest = bounds.max_contact_ms(channel)
-        if (last - first) // _MS > longest:
-            raise AdapterError(
-                OUT_OF_RANGE,
-                f"the {channel.value} contact spans {first.isoformat()}..{last.isoformat()}, longer than"
-                f" {longest // 3_600_000} h (bounds.max_contact_hours)",
-            )
+    if events[0].event_type in _AFTER_THE_CONTACT:  # the first time seeded the span: recompute it
+        contact = [event.event_time for event in events if event.event_type not in _AFTER_THE_CONTACT]
+        first, last = (min(contact), max(contact)) if contact else (newest, newest)
+    channel = events[0].channel
+    if last - first > bounds.max_contact(channel):
+        raise AdapterError(
+            OUT_OF_RANGE,
+            f"the {channel.value} contact spans {first.isoformat()}..{last.isoformat()}, longer than"
+            f" {bounds.max_contact_hours[channel]} h (bounds.max_contact_hours)",
+        )
     oldest_allowed = received_at - bounds.max_age(horizon_days)
-    if newest is not None and newest < oldest_allowed:
+    if newest < oldest_allowed:
         raise AdapterError(
             TOO_OLD,
             f"the newest event ({newest.isoformat()}) is older than {oldest_allowed.isoformat()}, the"
@@ -96,12 +96,12 @@ def check_record(
 def _check_hold(event: CanonicalEvent, bounds: InputBounds) -> None:
     """A reported hold total: no longer than the channel's longest contact, no more holds than allowed."""
     duration = event.attributes.get("duration_ms")
-    longest = bounds.max_contact_ms(event.channel)
-    if isinstance(duration, int) and duration > longest:
+    hours = bounds.max_contact_hours[event.channel]
+    if isinstance(duration, int) and duration > hours * 3_600_000:
         raise AdapterError(
             OUT_OF_RANGE,
             f"hold of {duration} ms on leg {event.leg_id!r} is longer than a {event.channel.value} contact"
-            f" may last ({longest // 3_600_000} h)",
+            f" may last ({hours} h)",
         )
     count = event.attributes.get("count")
     if isinstance(count, int) and count > bounds.max_holds_per_leg:

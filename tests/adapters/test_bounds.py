@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from support.source_records import load
 
 from stitchboard.adapters import normalise
+from stitchboard.adapters.bounds import check_record
 from stitchboard.deadletters import DeadLetter
 from stitchboard.events import (
     MAX_COUNT,
@@ -240,3 +241,16 @@ def test_the_model_accepts_attributes_at_their_bounds() -> None:
     CanonicalEvent.model_validate(event(EventType.HOLD, duration_ms=MAX_DURATION_MS, count=MAX_COUNT))
     CanonicalEvent.model_validate(event(EventType.QA_SCORE_SET, score=100.0))
     CanonicalEvent.model_validate(event(EventType.WRAPUP_SET, code="c" * 256))
+
+
+def test_facts_set_after_the_contact_do_not_lengthen_it_in_any_order() -> None:
+    """A wrap-up corrected and a QA score given a month later leave a 7-minute call 7 minutes long."""
+    late = webhook_agent_call(
+        wrapup={"code": "resolved", "set_at": "2026-04-28T09:00:00Z"},
+        qa={"score": 90, "scored_at": "2026-04-28T10:00:00Z"},
+    )
+    received = datetime(2026, 4, 28, 11, tzinfo=UTC)
+    events = accepted(envelope("webhook", late, received.isoformat()))
+    bounds = InputBounds(max_contact_hours={Channel.VOICE: 1})
+    for order in (events, events[::-1]):
+        check_record(order, received, bounds, 35)
