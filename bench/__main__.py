@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.common import Result, machine, say
 from bench.report import render
 
-BENCHMARKS = ("throughput", "end_to_end", "freshness", "queries", "memory")
+BENCHMARKS = ("throughput", "end_to_end", "freshness", "queries", "memory", "large_conversation")
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
 

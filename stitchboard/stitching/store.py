@@ -92,6 +92,7 @@ _SCOPE = 11  # index of the scope's table position in an unpacked entry
 _INT64_MAX = 2**63 - 1
 _TABLE_LIMIT = 0xFFFF  # table positions are 16-bit: at most this many values besides None
 _FINDS_BEFORE_INDEX = 8  # id lookups by scanning the packed bytes before a group builds a dict
+_TABLE_SCAN = 32  # values looked up by scanning the table before a group builds a dict
 
 
 class LimitExceeded(ValueError):
@@ -439,12 +440,18 @@ class _Group:
                 start = index + 1
             pieces.append(kept[start * size :])
             kept = b"".join(pieces)
-        staged = sorted(self._added.values(), key=lambda item: _order(item[0]))
-        orders = _Orders(kept)
-        count = len(orders)
-        if not staged or not count or orders[count - 1] < _order(staged[0][0]):
-            numbers = kept + b"".join(packed for _, packed in staged)  # the common case: all later
+        staged = list(self._added.values())
+        if len(staged) > 1:
+            staged.sort(key=lambda item: _order(item[0]))
+        if (
+            not staged
+            or not kept
+            or _order(_NUMBERS.unpack_from(kept, len(kept) - size)) < _order(staged[0][0])
+        ):
+            # the common case: everything staged comes after what is stored
+            numbers = kept + (staged[0][1] if len(staged) == 1 else b"".join(packed for _, packed in staged))
         else:
+            orders = _Orders(kept)
             pieces, start = [], 0
             for entry, packed in staged:
                 at = bisect.bisect(orders, _order(entry), lo=start)
@@ -463,6 +470,8 @@ class _Group:
         staged = self._added.get(key)
         if staged is not None:
             return staged[0], -1
+        if not self._stored:
+            return None
         if self._ids is None and self._finds < _FINDS_BEFORE_INDEX:
             self._finds += 1
             at = _find(self._stored, key)
@@ -524,7 +533,7 @@ class _Group:
         if value == state.conversation_id:
             value = state.conversation_id
         table = self._table if self._table is not None else state._table
-        if self._lookup is None and len(table) > 8:
+        if self._lookup is None and len(table) > _TABLE_SCAN:
             self._lookup = {}
             for position, known in enumerate(table):
                 self._lookup.setdefault((type(known), known), position)
@@ -532,7 +541,10 @@ class _Group:
             found = self._lookup.get((type(value), value))
             if found is not None:
                 return found
-        else:
+        elif value in table:
+            first = table.index(value)
+            if type(table[first]) is type(value):  # the common case; else 1 may have matched True
+                return first
             for position, known in enumerate(table):
                 if known == value and type(known) is type(value):
                     return position

