@@ -80,12 +80,19 @@ def _unfit_figure(values: dict[ValueKey, int]) -> str | None:
     return f"{metric} of {value} in queue {queue!r} does not fit a 64-bit figure"
 
 
+def _too_many_values(state: ConversationState, limits: ConversationLimits) -> str | None:
+    if state.distinct_values > limits.max_distinct_values:
+        return f"{state.distinct_values} distinct values, more than the limit of {limits.max_distinct_values}"
+    return None
+
+
 def _breach(state: ConversationState, conversation: Conversation, limits: ConversationLimits) -> str | None:
     """Which of ``limits`` the stitched state crosses, or a QA score the conversations table cannot hold."""
     if len(state) > limits.max_events:
         return f"{len(state)} events, more than the limit of {limits.max_events}"
-    if state.distinct_values > limits.max_distinct_values:
-        return f"{state.distinct_values} distinct values, more than the limit of {limits.max_distinct_values}"
+    too_many = _too_many_values(state, limits)
+    if too_many is not None:
+        return too_many
     legs = conversation.legs
     holds = sum(leg.holds for leg in legs)
     if holds > limits.max_holds:
@@ -136,11 +143,11 @@ def stitch_group(
             return GroupOutcome(current, results, [], letters, None)
         conversation = current.conversation()
         values = contribution_values(conversation, tenant)
-        unfit = _unfit_figure(values)
-        if unfit is not None:
-            raise LimitExceeded(unfit)
+        breach = _breach(current, conversation, limits) or _unfit_figure(values)
+        if breach is not None:
+            raise LimitExceeded(breach)
         deltas = current.deltas(current.tenant, conversation.channel.value, values, ",".join(sorted(reasons)))
-        breach = _breach(current, conversation, limits)  # after the deltas: emitted queues are values too
+        breach = _too_many_values(current, limits)  # the queues of what was emitted are values too
         if breach is not None:
             raise LimitExceeded(breach)
     except LimitExceeded as exc:

@@ -98,9 +98,16 @@ def test_an_attribute_beyond_64_bits_is_dead_lettered() -> None:
     rejects(stitched(ended_call()), [event(E.IVR_STEP, 5, node=2**64)], "64 bits")
 
 
-def test_a_figure_beyond_int64_is_dead_lettered_before_it_reaches_a_column() -> None:
+def test_a_qa_score_beyond_its_column_is_dead_lettered() -> None:
     score = event(E.QA_SCORE_SET, 400, leg="l1", score=2**63, sequence=1)
-    rejects(stitched(ended_call()), [score], "qa_score_sum")
+    rejects(stitched(ended_call()), [score], "QA score")
+
+
+def test_a_figure_beyond_int64_is_dead_lettered_before_it_reaches_a_column() -> None:
+    """With the holds limit raised out of the way, the count itself cannot be a 64-bit figure."""
+    limits = ConversationLimits(max_holds=2**70)
+    hold = event(E.HOLD, 30, leg="l1", duration_ms=10, count=10**19)
+    rejects(stitched(ended_call(), limits), [hold], "holds of 10000000000000000000", limits)
 
 
 def test_more_than_65535_distinct_values_are_dead_lettered_not_raised() -> None:
