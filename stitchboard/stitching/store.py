@@ -127,6 +127,19 @@ def _has_provisional(numbers: bytes) -> bool:
     return bool(numbers) and max(numbers[_FLAGS_OFFSET :: _NUMBERS.size]) >= _PROVISIONAL
 
 
+def _index_of(table: Sequence[object], value: object) -> int:
+    """Where ``value`` is in ``table`` (same type and value: ``1`` is not ``True``), else -1."""
+    if value not in table:
+        return -1
+    first = table.index(value)
+    if type(table[first]) is type(value):  # the common case; else 1 may have matched True
+        return first
+    for position, known in enumerate(table):
+        if known == value and type(known) is type(value):
+            return position
+    return -1
+
+
 def _find(numbers: bytes, key: int) -> int | None:
     """The index of the packed entry with id hash ``key``: a scan of the bytes, at C speed."""
     needle, size = key.to_bytes(8, "little"), _NUMBERS.size
@@ -239,16 +252,9 @@ class ConversationState:
         if value == self.conversation_id:
             value = self.conversation_id  # a scope equal to the conversation: the state's own string
         table = self._table
-        try:
-            first = table.index(value)
-        except ValueError:
-            first = -1
-        if first >= 0:
-            if type(table[first]) is type(value):  # the common case; else 1 may have matched True
-                return first
-            for position, known in enumerate(table):
-                if known == value and type(known) is type(value):
-                    return position
+        known = _index_of(table, value)
+        if known >= 0:
+            return known
         if len(table) > _TABLE_LIMIT:
             raise LimitExceeded(f"more than {_TABLE_LIMIT} distinct values")
         self._table = (*table, _intern(value) if shared and isinstance(value, str) else value)
@@ -538,16 +544,11 @@ class _Group:
             for position, known in enumerate(table):
                 self._lookup.setdefault((type(known), known), position)
         if self._lookup is not None:
-            found = self._lookup.get((type(value), value))
-            if found is not None:
-                return found
-        elif value in table:
-            first = table.index(value)
-            if type(table[first]) is type(value):  # the common case; else 1 may have matched True
-                return first
-            for position, known in enumerate(table):
-                if known == value and type(known) is type(value):
-                    return position
+            found = self._lookup.get((type(value), value), -1)
+        else:
+            found = _index_of(table, value)
+        if found >= 0:
+            return found
         if not add:
             return 0
         if len(table) > _TABLE_LIMIT:
