@@ -240,26 +240,6 @@ class ConversationState:
         """Distinct values the entries and the emitted contributions refer to (None not counted)."""
         return len(self._table) - 1
 
-    def _position(self, value: object, *, shared: bool = True) -> int:
-        """Where ``value`` is in the table, adding it if new (same type and value: ``1`` is not ``True``).
-
-        ``shared`` strings (queues, agents, IVR nodes, codes) are interned: conversations then hold
-        one copy. A leg id belongs to one conversation only; interning it would just add an entry
-        to the interpreter's table of interned strings (~50 bytes per conversation at 100k).
-        """
-        if value is None:
-            return 0
-        if value == self.conversation_id:
-            value = self.conversation_id  # a scope equal to the conversation: the state's own string
-        table = self._table
-        known = _index_of(table, value)
-        if known >= 0:
-            return known
-        if len(table) > _TABLE_LIMIT:
-            raise LimitExceeded(f"more than {_TABLE_LIMIT} distinct values")
-        self._table = (*table, _intern(value) if shared and isinstance(value, str) else value)
-        return len(table)
-
     @property
     def awaiting_record(self) -> bool:
         """Whether provisional events are stored: the complete record of their scope is still due."""
@@ -314,9 +294,11 @@ class ConversationState:
         did: comparing packed forms first keeps events that move no figure (holds, IVR steps) cheap,
         and diffing only changed keys avoids sorting the whole set.
         """
-        packed = emitted.pack(channel, values, self._position)
+        table = _Values(self)
+        packed = emitted.pack(channel, values, table.position)
         if packed == self._emitted:
             return Contributions(), Contributions()
+        table.store()
         old = emitted.unpack(self._emitted, self._table)
         self._emitted = packed
         return emitted.changes(old, (channel, values))
@@ -324,9 +306,11 @@ class ConversationState:
     def deltas(self, tenant: str, channel: str, values: dict[ValueKey, int], reason: str) -> list[Delta]:
         """Remember ``values`` and return the deltas from the last emitted ones, in key order
         (`emitted.deltas`)."""
-        packed = emitted.pack(channel, values, self._position)
+        table = _Values(self)
+        packed = emitted.pack(channel, values, table.position)
         if packed == self._emitted:
             return []
+        table.store()
         old = emitted.unpack(self._emitted, self._table)
         self._emitted = packed
         return emitted.deltas(tenant, old, (channel, values), reason)
@@ -347,14 +331,13 @@ class _Group:
         "_complete",
         "_finds",
         "_ids",
-        "_lookup",
         "_provisional",
         "_removed",
         "_staged_provisional",
         "_state",
         "_stored",
         "_stored_provisional",
-        "_table",
+        "_values",
         "_version",
     )
 
@@ -365,8 +348,7 @@ class _Group:
         self._added: dict[int, tuple[tuple[int, ...], bytes]] = {}  # id hash -> (entry, packed)
         self._ids: dict[int, int] | None = None  # id hash -> stored index, once scans got too many
         self._finds = 0
-        self._table: list[object] | None = None  # a copy of the state's table, once a value is new
-        self._lookup: dict[tuple[type, object], int] | None = None
+        self._values = _Values(state)
         self._complete: Counter[int] | None = None  # scope position -> complete entries
         self._provisional: Counter[int] | None = None  # scope position -> provisional entries
         self._stored_provisional: bool | None = None
@@ -382,7 +364,7 @@ class _Group:
             )
         provisional, scope = event.provisional, event.scope
         if provisional and scope is not None:
-            known_scope = self._position(scope, shared=False, add=False)
+            known_scope = self._values.position(scope, shared=False, add=False)
             if known_scope and self._counts()[0][known_scope]:
                 return AddResult.SUPERSEDED
         key = _id_hash(event.event_id)
@@ -402,7 +384,8 @@ class _Group:
             raise LimitExceeded(
                 f"event {event.event_id} has sequence {event.sequence}, beyond its 64-bit field"
             )
-        where = 0 if scope is None else self._position(scope, shared=False)
+        position = self._values.position
+        where = 0 if scope is None else position(scope, shared=False)
         if not provisional and where and self._holds_provisional() and self._counts()[1][where]:
             self._drop_provisional(where)  # the complete record wins
         value = event_value(event)
@@ -421,11 +404,11 @@ class _Group:
             event.sequence,
             fingerprint,
             flags,
-            0 if event.leg_id is None else self._position(event.leg_id, shared=False),
-            0 if event.queue is None else self._position(event.queue),
-            0 if event.agent is None else self._position(event.agent),
-            0 if value is None else self._position(value),
-            0 if extra is None else self._position(extra),
+            0 if event.leg_id is None else position(event.leg_id, shared=False),
+            0 if event.queue is None else position(event.queue),
+            0 if event.agent is None else position(event.agent),
+            0 if value is None else position(value),
+            0 if extra is None else position(extra),
             where,
         )
         self._added[key] = (entry, _NUMBERS.pack(*entry))
@@ -466,8 +449,7 @@ class _Group:
             pieces.append(kept[start * size :])
             numbers = b"".join(pieces)
         state._numbers = numbers
-        if self._table is not None:
-            state._table = tuple(self._table)
+        self._values.store()
         state._version = self._version
         state._ended = None
 
@@ -529,16 +511,34 @@ class _Group:
             if entry[5] & _PROVISIONAL and entry[_SCOPE] == scope:
                 self._drop(key, entry, -1)
 
-    def _position(self, value: object, *, shared: bool = True, add: bool = True) -> int:
-        """`ConversationState._position` on the group's copy of the table (0 when absent and not
-        ``add``); past a few values a dict finds them, so a group with many distinct values stays
-        linear."""
+
+class _Values:
+    """A state's table of distinct values while it grows: looked up by scanning while small and
+    through a dict after, so a delivery or a set of contributions with many new values (queues,
+    agents, nodes) costs the same per value whatever the size of the table. Nothing is stored
+    before `store`."""
+
+    __slots__ = ("_added", "_lookup", "_state")
+
+    def __init__(self, state: ConversationState) -> None:
+        self._state = state
+        self._added: list[object] | None = None  # the state's table and the values added, once one is
+        self._lookup: dict[tuple[type, object], int] | None = None
+
+    def position(self, value: object, *, shared: bool = True, add: bool = True) -> int:
+        """Where ``value`` is in the table (same type and value: ``1`` is not ``True``), adding it
+        if new unless not ``add`` (then 0 when absent).
+
+        ``shared`` strings (queues, agents, IVR nodes, codes) are interned: conversations then hold
+        one copy. A leg id belongs to one conversation only; interning it would just add an entry
+        to the interpreter's table of interned strings (~50 bytes per conversation at 100k).
+        """
         state = self._state
         if value is None:
             return 0
         if value == state.conversation_id:
-            value = state.conversation_id
-        table = self._table if self._table is not None else state._table
+            value = state.conversation_id  # a scope equal to the conversation: the state's own string
+        table = self._added if self._added is not None else state._table
         if self._lookup is None and len(table) > _TABLE_SCAN:
             self._lookup = {}
             for position, known in enumerate(table):
@@ -553,10 +553,14 @@ class _Group:
             return 0
         if len(table) > _TABLE_LIMIT:
             raise LimitExceeded(f"more than {_TABLE_LIMIT} distinct values")
-        if self._table is None:
-            self._table = list(state._table)
-        position = len(self._table)
-        self._table.append(_intern(value) if shared and isinstance(value, str) else value)
+        if self._added is None:
+            self._added = list(state._table)
+        position = len(self._added)
+        self._added.append(_intern(value) if shared and isinstance(value, str) else value)
         if self._lookup is not None:
             self._lookup.setdefault((type(value), value), position)
         return position
+
+    def store(self) -> None:
+        if self._added is not None:
+            self._state._table = tuple(self._added)

@@ -6,7 +6,8 @@ per event. Each record here goes through the adapter, the stitcher, the conversa
 journeys step (``stitchboard.testing.large_records``); the time per event at 4n must stay well
 under the 4x a quadratic cost gives (main gave 2.6x to over 4x at these sizes). The issue's record
 goes from 5,000 to 20,000 events (the default events limit); the others from 2,500 to 10,000 (the
-IVR one to its default steps limit). CPU time of this process, best of three runs, so other
+IVR one to its default steps limit; the one with a queue and an agent per leg to 15,000 distinct
+values). CPU time of this process, best of three runs, so other
 processes on a busy two-core machine disturb it little.
 """
 
@@ -77,9 +78,29 @@ def answered_legs(events: int) -> list[CanonicalEvent]:
     return items
 
 
+def distinct_legs(events: int) -> list[CanonicalEvent]:
+    """A leg per two events, each with its own queue and agent: many distinct values, and
+    contributions in as many queues."""
+    conversation = "large-values"
+    items = [event(E.ARRIVED, 0, conversation=conversation)]
+    for index in range((events - 1) // 2):
+        leg, queue, agent = f"l{index}", f"queue-{index}", f"agent-{index}"
+        items += [
+            event(E.QUEUED, 1 + index, leg=leg, queue=queue, conversation=conversation),
+            event(E.ANSWERED, 1 + index, leg=leg, queue=queue, agent=agent, conversation=conversation),
+        ]
+    return items
+
+
 @pytest.mark.parametrize(
     ("build", "n"),
-    [(webhook_holds, 5_000), (webhook_ivr, 2_500), (queue_churn, 2_500), (answered_legs, 2_500)],
+    [
+        (webhook_holds, 5_000),
+        (webhook_ivr, 2_500),
+        (queue_churn, 2_500),
+        (answered_legs, 2_500),
+        (distinct_legs, 2_500),
+    ],
 )
 def test_a_20000_event_conversation_stitches_in_linear_time(
     build: Callable[[int], list[CanonicalEvent]], n: int
