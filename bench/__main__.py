@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.common import Result, machine, say
 from bench.report import render
 
-BENCHMARKS = ("throughput", "end_to_end", "freshness", "queries", "memory")
+BENCHMARKS = ("throughput", "end_to_end", "freshness", "queries", "memory", "large_conversation")
 # Run only when named with --only: the fuzz long run (100,000 mutants) takes many minutes and checks
 # robustness, not speed (its test-size twin runs in the suite: tests/hostile/test_fuzz.py).
 ON_REQUEST = ("fuzz",)

@@ -80,34 +80,35 @@ def _limit_letter(
     )
 
 
+def _unfit_figure(values: dict[ValueKey, int]) -> str | None:
+    """A contribution that would not fit the interval table's 64-bit columns (nor the packed
+    emitted state): durations are bounded by the summary, counts and scores are not."""
+    if not values or (max(values.values()) <= _INT64[-1] and min(values.values()) >= _INT64[0]):
+        return None
+    (queue, metric, _), value = next(item for item in values.items() if item[1] not in _INT64)
+    return f"{metric} of {value} in queue {queue!r} does not fit a 64-bit figure"
+
+
 def _too_many_values(state: ConversationState, limits: ConversationLimits) -> str | None:
     if state.distinct_values > limits.max_distinct_values:
         return f"{state.distinct_values} distinct values, more than the limit of {limits.max_distinct_values}"
     return None
 
 
-def _breach(
-    state: ConversationState,
-    conversation: Conversation,
-    values: dict[ValueKey, int],
-    limits: ConversationLimits,
-) -> str | None:
-    """Which limit the stitched state crosses, if any: the caps in ``limits``, and figures that would
-    not fit their columns (durations are bounded by the summary; counts and scores are not)."""
+def _breach(state: ConversationState, conversation: Conversation, limits: ConversationLimits) -> str | None:
+    """Which of ``limits`` the stitched state crosses, or a QA score the conversations table cannot hold."""
     if len(state) > limits.max_events:
         return f"{len(state)} events, more than the limit of {limits.max_events}"
     too_many = _too_many_values(state, limits)
     if too_many is not None:
         return too_many
-    holds = sum(leg.holds for leg in conversation.legs)
+    legs = conversation.legs
+    holds = sum(leg.holds for leg in legs)
     if holds > limits.max_holds:
         return f"{holds} holds, more than the limit of {limits.max_holds}"
     if len(conversation.ivr_steps) > limits.max_ivr_steps:
         return f"{len(conversation.ivr_steps)} IVR steps, more than the limit of {limits.max_ivr_steps}"
-    for (queue, metric, _), value in values.items():
-        if value not in _INT64:
-            return f"{metric} of {value} in queue {queue!r} does not fit a 64-bit figure"
-    for leg in conversation.legs:
+    for leg in legs:
         if leg.qa_score is not None and leg.qa_score not in _INT32:
             return f"QA score {leg.qa_score} does not fit a 32-bit column"
     return None
@@ -145,27 +146,24 @@ def stitch_group(
     saved = current.checkpoint()
     try:
         results = current.add_all(events)
-        reasons = {
-            event.event_type.value
-            for event, result in zip(events, results, strict=True)
-            if result is AddResult.APPLIED
-        }
-        letters = [
-            _conflict_letter(event, index, raw, origin)
-            for index, (event, result) in enumerate(zip(events, results, strict=True))
-            if result is AddResult.CONFLICT
-        ]
+        reasons: set[str] = set()
+        letters: list[DeadLetter] = []
+        for index, (event, result) in enumerate(zip(events, results, strict=True)):
+            if result is AddResult.APPLIED:
+                reasons.add(event.event_type.value)
+            elif result is AddResult.CONFLICT:
+                letters.append(_conflict_letter(event, index, raw, origin))
         if not reasons:
             return GroupOutcome(current, results, [], letters, None)
         conversation = current.conversation()
         values = contribution_values(conversation, tenant)
-        breach = _breach(current, conversation, values, limits)
+        breach = _breach(current, conversation, limits) or _unfit_figure(values)
         if breach is not None:
             raise LimitExceeded(breach)
         deltas = current.deltas(current.tenant, conversation.channel.value, values, ",".join(sorted(reasons)))
-        too_many = _too_many_values(current, limits)  # the queues of what was emitted are values too
-        if too_many is not None:
-            raise LimitExceeded(too_many)
+        breach = _too_many_values(current, limits)  # the queues of what was emitted are values too
+        if breach is not None:
+            raise LimitExceeded(breach)
     except LimitExceeded as exc:
         current.restore(saved)
         letter = _limit_letter(events, current.conversation_id, str(exc), raw, origin)

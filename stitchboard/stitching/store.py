@@ -92,6 +92,7 @@ _SCOPE = 11  # index of the scope's table position in an unpacked entry
 _INT64_MAX = 2**63 - 1
 _TABLE_LIMIT = 0xFFFF  # table positions are 16-bit: at most this many values besides None
 _FINDS_BEFORE_INDEX = 8  # id lookups by scanning the packed bytes before a group builds a dict
+_TABLE_SCAN = 32  # values looked up by scanning the table before a group builds a dict
 
 
 class LimitExceeded(ValueError):
@@ -124,6 +125,19 @@ class _Orders:
 def _has_provisional(numbers: bytes) -> bool:
     """Any provisional entry: one slice of the flags bytes, no unpacking (channel*8+direction < 64)."""
     return bool(numbers) and max(numbers[_FLAGS_OFFSET :: _NUMBERS.size]) >= _PROVISIONAL
+
+
+def _index_of(table: Sequence[object], value: object) -> int:
+    """Where ``value`` is in ``table`` (same type and value: ``1`` is not ``True``), else -1."""
+    if value not in table:
+        return -1
+    first = table.index(value)
+    if type(table[first]) is type(value):  # the common case; else 1 may have matched True
+        return first
+    for position, known in enumerate(table):
+        if known == value and type(known) is type(value):
+            return position
+    return -1
 
 
 def _find(numbers: bytes, key: int) -> int | None:
@@ -226,33 +240,6 @@ class ConversationState:
         """Distinct values the entries and the emitted contributions refer to (None not counted)."""
         return len(self._table) - 1
 
-    def _position(self, value: object, *, shared: bool = True) -> int:
-        """Where ``value`` is in the table, adding it if new (same type and value: ``1`` is not ``True``).
-
-        ``shared`` strings (queues, agents, IVR nodes, codes) are interned: conversations then hold
-        one copy. A leg id belongs to one conversation only; interning it would just add an entry
-        to the interpreter's table of interned strings (~50 bytes per conversation at 100k).
-        """
-        if value is None:
-            return 0
-        if value == self.conversation_id:
-            value = self.conversation_id  # a scope equal to the conversation: the state's own string
-        table = self._table
-        try:
-            first = table.index(value)
-        except ValueError:
-            first = -1
-        if first >= 0:
-            if type(table[first]) is type(value):  # the common case; else 1 may have matched True
-                return first
-            for position, known in enumerate(table):
-                if known == value and type(known) is type(value):
-                    return position
-        if len(table) > _TABLE_LIMIT:
-            raise LimitExceeded(f"more than {_TABLE_LIMIT} distinct values")
-        self._table = (*table, _intern(value) if shared and isinstance(value, str) else value)
-        return len(table)
-
     @property
     def awaiting_record(self) -> bool:
         """Whether provisional events are stored: the complete record of their scope is still due."""
@@ -307,9 +294,11 @@ class ConversationState:
         did: comparing packed forms first keeps events that move no figure (holds, IVR steps) cheap,
         and diffing only changed keys avoids sorting the whole set.
         """
-        packed = emitted.pack(channel, values, self._position)
+        table = _Values(self)
+        packed = emitted.pack(channel, values, table.position)
         if packed == self._emitted:
             return Contributions(), Contributions()
+        table.store()
         old = emitted.unpack(self._emitted, self._table)
         self._emitted = packed
         return emitted.changes(old, (channel, values))
@@ -317,9 +306,11 @@ class ConversationState:
     def deltas(self, tenant: str, channel: str, values: dict[ValueKey, int], reason: str) -> list[Delta]:
         """Remember ``values`` and return the deltas from the last emitted ones, in key order
         (`emitted.deltas`)."""
-        packed = emitted.pack(channel, values, self._position)
+        table = _Values(self)
+        packed = emitted.pack(channel, values, table.position)
         if packed == self._emitted:
             return []
+        table.store()
         old = emitted.unpack(self._emitted, self._table)
         self._emitted = packed
         return emitted.deltas(tenant, old, (channel, values), reason)
@@ -340,14 +331,13 @@ class _Group:
         "_complete",
         "_finds",
         "_ids",
-        "_lookup",
         "_provisional",
         "_removed",
         "_staged_provisional",
         "_state",
         "_stored",
         "_stored_provisional",
-        "_table",
+        "_values",
         "_version",
     )
 
@@ -358,8 +348,7 @@ class _Group:
         self._added: dict[int, tuple[tuple[int, ...], bytes]] = {}  # id hash -> (entry, packed)
         self._ids: dict[int, int] | None = None  # id hash -> stored index, once scans got too many
         self._finds = 0
-        self._table: list[object] | None = None  # a copy of the state's table, once a value is new
-        self._lookup: dict[tuple[type, object], int] | None = None
+        self._values = _Values(state)
         self._complete: Counter[int] | None = None  # scope position -> complete entries
         self._provisional: Counter[int] | None = None  # scope position -> provisional entries
         self._stored_provisional: bool | None = None
@@ -375,7 +364,7 @@ class _Group:
             )
         provisional, scope = event.provisional, event.scope
         if provisional and scope is not None:
-            known_scope = self._position(scope, shared=False, add=False)
+            known_scope = self._values.position(scope, shared=False, add=False)
             if known_scope and self._counts()[0][known_scope]:
                 return AddResult.SUPERSEDED
         key = _id_hash(event.event_id)
@@ -395,7 +384,8 @@ class _Group:
             raise LimitExceeded(
                 f"event {event.event_id} has sequence {event.sequence}, beyond its 64-bit field"
             )
-        where = 0 if scope is None else self._position(scope, shared=False)
+        position = self._values.position
+        where = 0 if scope is None else position(scope, shared=False)
         if not provisional and where and self._holds_provisional() and self._counts()[1][where]:
             self._drop_provisional(where)  # the complete record wins
         value = event_value(event)
@@ -414,11 +404,11 @@ class _Group:
             event.sequence,
             fingerprint,
             flags,
-            0 if event.leg_id is None else self._position(event.leg_id, shared=False),
-            0 if event.queue is None else self._position(event.queue),
-            0 if event.agent is None else self._position(event.agent),
-            0 if value is None else self._position(value),
-            0 if extra is None else self._position(extra),
+            0 if event.leg_id is None else position(event.leg_id, shared=False),
+            0 if event.queue is None else position(event.queue),
+            0 if event.agent is None else position(event.agent),
+            0 if value is None else position(value),
+            0 if extra is None else position(extra),
             where,
         )
         self._added[key] = (entry, _NUMBERS.pack(*entry))
@@ -439,12 +429,18 @@ class _Group:
                 start = index + 1
             pieces.append(kept[start * size :])
             kept = b"".join(pieces)
-        staged = sorted(self._added.values(), key=lambda item: _order(item[0]))
-        orders = _Orders(kept)
-        count = len(orders)
-        if not staged or not count or orders[count - 1] < _order(staged[0][0]):
-            numbers = kept + b"".join(packed for _, packed in staged)  # the common case: all later
+        staged = list(self._added.values())
+        if len(staged) > 1:
+            staged.sort(key=lambda item: _order(item[0]))
+        if (
+            not staged
+            or not kept
+            or _order(_NUMBERS.unpack_from(kept, len(kept) - size)) < _order(staged[0][0])
+        ):
+            # the common case: everything staged comes after what is stored
+            numbers = kept + (staged[0][1] if len(staged) == 1 else b"".join(packed for _, packed in staged))
         else:
+            orders = _Orders(kept)
             pieces, start = [], 0
             for entry, packed in staged:
                 at = bisect.bisect(orders, _order(entry), lo=start)
@@ -453,8 +449,7 @@ class _Group:
             pieces.append(kept[start * size :])
             numbers = b"".join(pieces)
         state._numbers = numbers
-        if self._table is not None:
-            state._table = tuple(self._table)
+        self._values.store()
         state._version = self._version
         state._ended = None
 
@@ -463,6 +458,8 @@ class _Group:
         staged = self._added.get(key)
         if staged is not None:
             return staged[0], -1
+        if not self._stored:
+            return None
         if self._ids is None and self._finds < _FINDS_BEFORE_INDEX:
             self._finds += 1
             at = _find(self._stored, key)
@@ -514,36 +511,56 @@ class _Group:
             if entry[5] & _PROVISIONAL and entry[_SCOPE] == scope:
                 self._drop(key, entry, -1)
 
-    def _position(self, value: object, *, shared: bool = True, add: bool = True) -> int:
-        """`ConversationState._position` on the group's copy of the table (0 when absent and not
-        ``add``); past a few values a dict finds them, so a group with many distinct values stays
-        linear."""
+
+class _Values:
+    """A state's table of distinct values while it grows: looked up by scanning while small and
+    through a dict after, so a delivery or a set of contributions with many new values (queues,
+    agents, nodes) costs the same per value whatever the size of the table. Nothing is stored
+    before `store`."""
+
+    __slots__ = ("_added", "_lookup", "_state")
+
+    def __init__(self, state: ConversationState) -> None:
+        self._state = state
+        self._added: list[object] | None = None  # the state's table and the values added, once one is
+        self._lookup: dict[tuple[type, object], int] | None = None
+
+    def position(self, value: object, *, shared: bool = True, add: bool = True) -> int:
+        """Where ``value`` is in the table (same type and value: ``1`` is not ``True``), adding it
+        if new unless not ``add`` (then 0 when absent).
+
+        ``shared`` strings (queues, agents, IVR nodes, codes) are interned: conversations then hold
+        one copy. A leg id belongs to one conversation only; interning it would just add an entry
+        to the interpreter's table of interned strings (~50 bytes per conversation at 100k).
+        """
         state = self._state
         if value is None:
             return 0
         if value == state.conversation_id:
-            value = state.conversation_id
-        table = self._table if self._table is not None else state._table
-        if self._lookup is None and len(table) > 8:
+            value = state.conversation_id  # a scope equal to the conversation: the state's own string
+        table = self._added if self._added is not None else state._table
+        if self._lookup is None and len(table) > _TABLE_SCAN:
             self._lookup = {}
             for position, known in enumerate(table):
                 self._lookup.setdefault((type(known), known), position)
         if self._lookup is not None:
-            found = self._lookup.get((type(value), value))
-            if found is not None:
-                return found
+            found = self._lookup.get((type(value), value), -1)
         else:
-            for position, known in enumerate(table):
-                if known == value and type(known) is type(value):
-                    return position
+            found = _index_of(table, value)
+        if found >= 0:
+            return found
         if not add:
             return 0
         if len(table) > _TABLE_LIMIT:
             raise LimitExceeded(f"more than {_TABLE_LIMIT} distinct values")
-        if self._table is None:
-            self._table = list(state._table)
-        position = len(self._table)
-        self._table.append(_intern(value) if shared and isinstance(value, str) else value)
+        if self._added is None:
+            self._added = list(state._table)
+        position = len(self._added)
+        self._added.append(_intern(value) if shared and isinstance(value, str) else value)
         if self._lookup is not None:
             self._lookup.setdefault((type(value), value), position)
         return position
+
+    def store(self) -> None:
+        if self._added is not None:
+            self._state._table = tuple(self._added)

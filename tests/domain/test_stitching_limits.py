@@ -8,6 +8,7 @@ keeps its earlier state, nothing raises, and the same holds after a restore from
 from __future__ import annotations
 
 import pickle
+import random
 from datetime import UTC, datetime
 
 import orjson
@@ -98,9 +99,16 @@ def test_an_attribute_beyond_64_bits_is_dead_lettered() -> None:
     rejects(stitched(ended_call()), [event(E.IVR_STEP, 5, node=2**64)], "64 bits")
 
 
-def test_a_figure_beyond_int64_is_dead_lettered_before_it_reaches_a_column() -> None:
+def test_a_qa_score_beyond_its_column_is_dead_lettered() -> None:
     score = event(E.QA_SCORE_SET, 400, leg="l1", score=2**63, sequence=1)
-    rejects(stitched(ended_call()), [score], "qa_score_sum")
+    rejects(stitched(ended_call()), [score], "QA score")
+
+
+def test_a_figure_beyond_int64_is_dead_lettered_before_it_reaches_a_column() -> None:
+    """With the holds limit raised out of the way, the count itself cannot be a 64-bit figure."""
+    limits = ConversationLimits(max_holds=2**70)
+    hold = event(E.HOLD, 30, leg="l1", duration_ms=10, count=10**19)
+    rejects(stitched(ended_call(), limits), [hold], "holds of 10000000000000000000", limits)
 
 
 def test_more_than_65535_distinct_values_are_dead_lettered_not_raised() -> None:
@@ -238,3 +246,53 @@ def test_the_limit_letter_names_the_record() -> None:
     [letter] = stitch_group(state, [hold], TENANT).dead_letters
     assert (letter.tenant, letter.source) == ("acme", "genesys")
     assert letter.received_at == T0.replace(hour=9)
+
+
+HOSTILE_NUMBERS = (0, 1, 10**6, 2**31, 2**63 - 1, 2**63, 10**19, 2**64 - 1)
+
+
+def hostile_delivery(rng: random.Random, number: int) -> Delivery:
+    """Events a JSON source could send (integers up to 2^64 - 1), some absurd, for conversation c1."""
+    items = []
+    for index in range(rng.randint(1, 6)):
+        kind = rng.choice(
+            [E.ARRIVED, E.ANSWERED, E.HOLD, E.RESUME, E.DISCONNECTED, E.QA_SCORE_SET, E.IVR_STEP]
+        )
+        attributes: dict[str, str | int | bool] = {}
+        if kind is E.HOLD and rng.random() < 0.7:
+            attributes = {"duration_ms": rng.choice(HOSTILE_NUMBERS), "count": rng.choice(HOSTILE_NUMBERS)}
+        elif kind is E.QA_SCORE_SET:
+            attributes = {"score": rng.choice(HOSTILE_NUMBERS)}
+        elif kind is E.IVR_STEP:
+            attributes = {"node": f"node-{rng.randint(0, 9)}"}
+        items.append(
+            event(
+                kind,
+                rng.randint(0, 600),
+                leg=rng.choice(["l1", None]),
+                queue="sales",
+                agent="ann",
+                sequence=rng.choice(HOSTILE_NUMBERS[:2] + HOSTILE_NUMBERS[-4:]),
+                event_id=f"d{number}-{index}",
+                **attributes,
+            )
+        )
+    return Delivery("acme", "c1", tuple(items))
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_no_accepted_value_raises_or_leaves_an_unpackable_state(seed: int) -> None:
+    rng = random.Random(seed)
+    limits = ConversationLimits(max_holds=rng.choice([3, 10_000, 2**70]))
+    shard = ConversationShard(retention_seconds=60, stale_seconds=600)
+    for number in range(8):
+        out = shard.apply([(number, hostile_delivery(rng, number))], TENANT, float(number), limits)
+        assert {letter.reason for letter in out.dead_letters} <= {LIMIT_REASON, "event_conflict"}
+        for conversation in out.conversations.values():
+            row = conversation_row(conversation, RECEIVED, TENANT)
+            figures = (row.wait_ms, row.talk_ms, row.hold_ms, row.acw_ms, row.handle_ms)
+            assert all(0 <= figure < 2**63 for figure in figures)
+            assert row.qa_score is None or -(2**31) <= row.qa_score < 2**31
+        shard = pickle.loads(pickle.dumps(shard))  # every state restores, and goes on from there
+    state = shard.get("c1")
+    assert state is None or state.conversation().conversation_id == "c1"
