@@ -46,7 +46,7 @@ class RecordRef:
 
     origin: str  # "topic/partition/offset" or "file@offset"
     sha256: str  # hex digest of the record's bytes
-    received_at: datetime  # the envelope's receive time
+    received_at: datetime  # the envelope's receive time, or the transport's when earlier
     source: str
 
     @classmethod

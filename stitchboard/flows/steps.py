@@ -54,6 +54,7 @@ class AcceptedRecord:
     events: list[CanonicalEvent]
     raw: bytes
     origin: str
+    transport_at: datetime | None  # the transport's time for it (broker timestamp), if any
 
 
 def normalise(record: RawRecord | DeadLetter) -> AcceptedRecord | DeadLetter:
@@ -65,7 +66,7 @@ def normalise(record: RawRecord | DeadLetter) -> AcceptedRecord | DeadLetter:
         result = (
             adapted
             if isinstance(adapted, DeadLetter)
-            else AcceptedRecord(adapted, record.value, record.origin)
+            else AcceptedRecord(adapted, record.value, record.origin, record.received_at)
         )
     telemetry.RECORDS_IN.labels("raw").inc()
     if isinstance(result, DeadLetter):
@@ -106,7 +107,7 @@ def split(record: AcceptedRecord) -> list[AgentStateRow | Delivery | DeadLetter]
     """A record's agent presence rows and deliveries (``split_record``), or its dead letter when
     they cannot be made: then nothing of the record goes on."""
     try:
-        return list(split_record(record.events, record.raw, record.origin))
+        return list(split_record(record.events, record.raw, record.origin, record.transport_at))
     except Exception as exc:
         return [_failed(exc, "split_records", record.raw, record.origin, record.events)]
 
