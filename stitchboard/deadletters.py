@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+import orjson
 
 INTERNAL_ERROR = "internal_error"
 """The reason of a record a step failed on (a bug, or a value no rule foresaw): the flow goes on."""
@@ -43,12 +46,25 @@ class RecordRef:
 
     origin: str  # "topic/partition/offset" or "file@offset"
     sha256: str  # hex digest of the record's bytes
-    received_at: datetime  # the envelope's receive time
+    received_at: datetime  # the envelope's receive time, or the transport's when earlier
     source: str
 
     @classmethod
     def of(cls, raw: bytes, origin: str, received_at: datetime, source: str) -> RecordRef:
         return cls(origin, hashlib.sha256(raw).hexdigest(), received_at, source)
+
+
+def held_bytes(held: Callable[[], object]) -> bytes:
+    """What a step held of a record, as the bytes of its letter: JSON when it can be written
+    (times as ISO text), else its ``repr``; never raises, since the letter is the failure path."""
+    try:
+        return orjson.dumps(held(), default=str)
+    except Exception:  # e.g. an integer beyond 64 bits, the very value that failed the step
+        pass
+    try:
+        return repr(held()).encode("utf-8", "backslashreplace")
+    except Exception as exc:
+        return f"<unprintable: {type(exc).__name__}>".encode()
 
 
 def internal_error(

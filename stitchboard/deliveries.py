@@ -22,6 +22,8 @@ class Delivery:
     ``raw`` and ``origin`` are the record's bytes and where it came from, so that whatever the
     stitcher rejects of it (a conflicting re-send, a failure) is dead-lettered with them. They
     travel with the delivery between steps and are never stored: the stitcher keeps none of it.
+    ``transport_at`` is the transport's own time for the record (the broker's timestamp, a replay
+    file's delivery time), when it has one.
     """
 
     tenant: str
@@ -29,18 +31,25 @@ class Delivery:
     events: tuple[CanonicalEvent, ...]
     raw: bytes = b""
     origin: str = ""
+    transport_at: datetime | None = None
 
     @property
     def received_at(self) -> datetime:
-        """When the record was received (its envelope's time, shared by its events)."""
-        return self.events[0].ingest_time
+        """When the record was received: its envelope's time (its events' ``ingest_time``), or the
+        transport's when that is earlier; a record cannot be received twice at different times, so
+        the earlier claim is the one the watermark may trust (``stitchboard.watermark``)."""
+        envelope = self.events[0].ingest_time
+        transport = self.transport_at
+        return envelope if transport is None or envelope <= transport else transport
 
     @property
     def source(self) -> str:
         return self.events[0].source
 
 
-def deliveries(events: Sequence[CanonicalEvent], raw: bytes = b"", origin: str = "") -> list[Delivery]:
+def deliveries(
+    events: Sequence[CanonicalEvent], raw: bytes = b"", origin: str = "", transport_at: datetime | None = None
+) -> list[Delivery]:
     """Group a record's conversation events by conversation, in order of first appearance.
 
     Agent presence events (no conversation) are not deliveries; callers route them first.
@@ -51,7 +60,7 @@ def deliveries(events: Sequence[CanonicalEvent], raw: bytes = b"", origin: str =
             raise ValueError(f"{event.event_type.value} event {event.event_id} belongs to no conversation")
         groups.setdefault((event.tenant, event.conversation_id), []).append(event)
     return [
-        Delivery(tenant, conversation, tuple(group), raw, origin)
+        Delivery(tenant, conversation, tuple(group), raw, origin, transport_at)
         for (tenant, conversation), group in groups.items()
     ]
 
@@ -68,14 +77,14 @@ def agent_state_row(event: CanonicalEvent) -> AgentStateRow:
 
 
 def split_record(
-    events: Sequence[CanonicalEvent], raw: bytes = b"", origin: str = ""
+    events: Sequence[CanonicalEvent], raw: bytes = b"", origin: str = "", transport_at: datetime | None = None
 ) -> list[AgentStateRow | Delivery]:
     """A record's agent presence rows, then its conversation events grouped into deliveries
-    (carrying the record's bytes and origin)."""
+    (carrying the record's bytes, origin and transport time)."""
     presence = [
         agent_state_row(event) for event in events if event.event_type is EventType.AGENT_STATE_CHANGED
     ]
     if not presence:
-        return list(deliveries(events, raw, origin))
+        return list(deliveries(events, raw, origin, transport_at))
     conversational = [event for event in events if event.event_type is not EventType.AGENT_STATE_CHANGED]
-    return [*presence, *deliveries(conversational, raw, origin)]
+    return [*presence, *deliveries(conversational, raw, origin, transport_at)]

@@ -163,7 +163,7 @@ class ConversationShard:
             exc,
             STITCH_STEP,
             delivery.raw,
-            delivery.received_at,
+            delivery.events[0].ingest_time,
             tenant=delivery.tenant,
             source=delivery.source,
             origin=delivery.origin,

@@ -12,7 +12,8 @@ in (``now``) so the class stays pure and replays are reproducible.
 One record cannot move it far (issue #13): nothing happens before it is received, so an event time
 counts for the watermark only up to its record's receive time plus ``lead`` (``bounded_event_time``),
 the receive time itself taken no later than the system time (a receiver with a broken clock is
-not trusted either). A record dated 2099, or 37 days ahead, among a valid day's records therefore
+not trusted either); the caller passes the earliest receive time the record claims (its envelope's
+or its transport's, ``stitchboard.deliveries.Delivery.received_at``). A record dated 2099, or 37 days ahead, among a valid day's records therefore
 moves the watermark at most ``lead`` past that day's receive times, and later valid deltas stay
 within the restatement horizon. The record itself is still applied (its figures land on its own
 day); bounding event time against receive time on input is the adapters' job, this is the second

@@ -12,12 +12,11 @@ import logging
 from datetime import UTC, datetime
 
 import bytewax.operators as op
-import orjson
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream, StatefulLogic
 
 from stitchboard import telemetry
-from stitchboard.deadletters import DeadLetter, RecordRef, internal_error
+from stitchboard.deadletters import DeadLetter, RecordRef, held_bytes, internal_error
 from stitchboard.journeys import TenantJourneys
 from stitchboard.rows import ConversationRow, JourneyRow
 from stitchboard.settings import JourneySettings, Settings
@@ -30,11 +29,10 @@ _log = logging.getLogger("stitchboard.flow")
 def row_letter(exc: Exception, row: ConversationRow, record: RecordRef | None, now: datetime) -> DeadLetter:
     """The letter of a conversation row the journeys failed on: the row as JSON (a row sums up many
     records, whose bytes stay behind at the stitcher) and the origin of its last record."""
-    document = {field.name: getattr(row, field.name) for field in dataclasses.fields(row)}
     return internal_error(
         exc,
         JOURNEY_STEP,
-        orjson.dumps(document, default=str),
+        held_bytes(lambda: {field.name: getattr(row, field.name) for field in dataclasses.fields(row)}),
         now if record is None else record.received_at,
         tenant=row.tenant,
         source="" if record is None else record.source,

@@ -14,16 +14,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
 
-import orjson
 from bytewax.operators import StatefulBatchLogic
 
 from stitchboard import adapters, telemetry
 from stitchboard.contributions import TenantFeed
-from stitchboard.deadletters import DeadLetter, RecordRef, internal_error
+from stitchboard.deadletters import DeadLetter, RecordRef, held_bytes, internal_error
 from stitchboard.deliveries import Delivery, split_record
 from stitchboard.events import CanonicalEvent
 from stitchboard.flows.journey_step import JourneyInput
@@ -55,6 +54,7 @@ class AcceptedRecord:
     events: list[CanonicalEvent]
     raw: bytes
     origin: str
+    transport_at: datetime | None  # the transport's time for it (broker timestamp), if any
 
 
 def normalise(settings: Settings, record: RawRecord | DeadLetter) -> AcceptedRecord | DeadLetter:
@@ -67,7 +67,7 @@ def normalise(settings: Settings, record: RawRecord | DeadLetter) -> AcceptedRec
         result = (
             adapted
             if isinstance(adapted, DeadLetter)
-            else AcceptedRecord(adapted, record.value, record.origin)
+            else AcceptedRecord(adapted, record.value, record.origin, record.received_at)
         )
     telemetry.RECORDS_IN.labels("raw").inc()
     if isinstance(result, DeadLetter):
@@ -108,7 +108,7 @@ def split(record: AcceptedRecord) -> list[AgentStateRow | Delivery | DeadLetter]
     """A record's agent presence rows and deliveries (``split_record``), or its dead letter when
     they cannot be made: then nothing of the record goes on."""
     try:
-        return list(split_record(record.events, record.raw, record.origin))
+        return list(split_record(record.events, record.raw, record.origin, record.transport_at))
     except Exception as exc:
         return [_failed(exc, "split_records", record.raw, record.origin, record.events)]
 
@@ -164,7 +164,7 @@ class StitchedBatch:
     feeds: list[TenantFeed]
     rows: list[ConversationRow]
     dead_letters: list[DeadLetter]
-    records: list[RecordRef | None] = field(default_factory=list)
+    records: list[RecordRef]  # one per row
 
 
 def tenant_feeds(batch: StitchedBatch) -> tuple[str, list[TenantFeed]] | None:
@@ -174,8 +174,7 @@ def tenant_feeds(batch: StitchedBatch) -> tuple[str, list[TenantFeed]] | None:
 def tenant_rows(batch: StitchedBatch) -> tuple[str, list[JourneyInput]] | None:
     if not batch.rows:
         return None
-    records = batch.records or [None] * len(batch.rows)
-    return batch.tenant, list(zip(batch.rows, records, strict=True))
+    return batch.tenant, list(zip(batch.rows, batch.records, strict=True))
 
 
 def batch_rows(batch: StitchedBatch) -> list[ConversationRow]:
@@ -212,7 +211,7 @@ class StitchStep(StatefulBatchLogic[Numbered, StitchedBatch, ConversationShard])
             telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels(letter.reason).inc()
         updated_at = datetime.fromtimestamp(now, UTC)
         rows: list[ConversationRow] = []
-        records: list[RecordRef | None] = []
+        records: list[RecordRef] = []
         letters = stitched.dead_letters
         for conversation_id, conversation in stitched.conversations.items():
             delivery = stitched.delivered[conversation_id]
@@ -329,7 +328,7 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], Inte
         letter = internal_error(
             exc,
             INTERVAL_STEP,
-            orjson.dumps([correction(delta, feed) for delta in feed.deltas]),
+            held_bytes(lambda: [correction(delta, feed) for delta in feed.deltas]),
             now if record is None else record.received_at,
             tenant=feed.tenant,
             source="" if record is None else record.source,

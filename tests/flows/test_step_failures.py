@@ -59,12 +59,20 @@ class Day:
 
     settings: Settings
     records: list[bytes]
+    times: list[datetime]  # when each was delivered
     later: int  # a record of a conversation with records before and after it, moving its figures
     conversation: str  # a conversation whose every row fails (conversation row, journeys, sink)
     agent: int  # an agent presence record
 
-    def without(self, indexes: set[int]) -> list[bytes]:
-        return [raw for i, raw in enumerate(self.records) if i not in indexes]
+    def without(self, indexes: set[int]) -> list[int]:
+        return [i for i in range(len(self.records)) if i not in indexes]
+
+    @property
+    def every(self) -> list[int]:
+        return list(range(len(self.records)))
+
+    def write(self, indexes: list[int], path: Path) -> None:
+        write_records(path, [(self.times[i], self.records[i]) for i in indexes])
 
     def of(self, conversation: str) -> set[int]:
         return {i for i, raw in enumerate(self.records) if conversation.encode() in raw}
@@ -84,7 +92,8 @@ class Tables:
 @pytest.fixture(scope="module")
 def day() -> Day:
     data = build_dataset({"acme": ZONE}, DAY, seed=3, scale=0.05, faults=CLEAN)
-    records = [raw for _, raw in data.delivery.pairs()]
+    pairs = data.delivery.pairs()
+    records = [raw for _, raw in pairs]
     conversations: dict[str, list[int]] = {}
     agents: list[int] = []
     for index, raw in enumerate(records):
@@ -97,7 +106,7 @@ def day() -> Day:
             conversations.setdefault(conversation, []).append(index)
     later, of = _later_record_with_figures(records, conversations, data.settings)
     chosen = next(c for c in conversations if c != of)
-    return Day(data.settings, records, later, chosen, agents[len(agents) // 2])
+    return Day(data.settings, records, [at for at, _ in pairs], later, chosen, agents[len(agents) // 2])
 
 
 def _later_record_with_figures(
@@ -116,10 +125,10 @@ def _later_record_with_figures(
     raise AssertionError("no later record moves a figure")
 
 
-def run(day: Day, records: list[bytes], client: Client, dsn: str, tmp: Path) -> Tables:
-    """The flow over ``records`` into a fresh database; what it wrote."""
+def run(day: Day, indexes: list[int], client: Client, dsn: str, tmp: Path) -> Tables:
+    """The flow over the records at ``indexes`` into a fresh database; what it wrote."""
     events = tmp / "events.jsonl"
-    write_records(events, [(datetime(2026, 3, 10, tzinfo=ZoneInfo("UTC")), raw) for raw in records])
+    day.write(indexes, events)
     database = f"steps_{uuid.uuid4().hex[:10]}"
     init_db(client, database)
     settings = day.settings.model_copy(
@@ -168,7 +177,7 @@ def runs(
 ) -> Iterator[dict[str, Tables]]:
     tmp = tmp_path_factory.mktemp("baselines")
     yield {
-        "full": run(day, day.records, chdb_client, chdb_dsn, tmp),
+        "full": run(day, day.every, chdb_client, chdb_dsn, tmp),
         "without later": run(day, day.without({day.later}), chdb_client, chdb_dsn, tmp),
         "without conversation": run(day, day.without(day.of(day.conversation)), chdb_client, chdb_dsn, tmp),
         "without agent": run(day, day.without({day.agent}), chdb_client, chdb_dsn, tmp),
@@ -199,7 +208,7 @@ def counted() -> float:
 def origins_of(day: Day, tmp: Path) -> list[str]:
     """Each record's origin in the replay file ``run`` writes (``name@byte offset``)."""
     events = tmp / "origins.jsonl"
-    write_records(events, [(datetime(2026, 3, 10, tzinfo=ZoneInfo("UTC")), raw) for raw in day.records])
+    day.write(day.every, events)
     lines = events.read_bytes().splitlines(keepends=True)
     return [f"events.jsonl@{sum(len(line) for line in lines[:i])}" for i in range(len(lines))]
 
@@ -229,7 +238,7 @@ def test_a_record_a_step_fails_on_is_dead_lettered_whole_and_changes_nothing_els
     record = day.records[index]
     if step == "split_records":
         monkeypatch.setattr(
-            steps, "split_record", raising_for(deliveries.split_record, lambda _e, raw, _o: raw == record)
+            steps, "split_record", raising_for(deliveries.split_record, lambda _e, raw, *_: raw == record)
         )
     elif step == "arrival_number":
         monkeypatch.setattr(steps, "number", raising_for(steps.number, lambda _n, d: d.raw == record))
@@ -245,7 +254,7 @@ def test_a_record_a_step_fails_on_is_dead_lettered_whole_and_changes_nothing_els
 
         monkeypatch.setattr(deliveries, "agent_state_row", raising_for(deliveries.agent_state_row, hit))
     before = counted()
-    got = run(day, day.records, chdb_client, chdb_dsn, tmp_path)
+    got = run(day, day.every, chdb_client, chdb_dsn, tmp_path)
     same_except_letters(got, runs["without agent" if step == "agent_states" else "without later"])
     assert got.quarter == runs["without agent" if step == "agent_states" else "without later"].quarter
     [(_, detail, raw, origin, _)] = internal_errors(got)
@@ -270,7 +279,7 @@ def test_a_feed_the_interval_book_fails_on_leaves_the_book_as_it_was(
         return feed.record is not None and feed.record.origin == origin
 
     monkeypatch.setattr(IntervalBook, "receive", _before(IntervalBook.receive, hit))
-    got = run(day, day.records, chdb_client, chdb_dsn, tmp_path)
+    got = run(day, day.every, chdb_client, chdb_dsn, tmp_path)
     [(_, detail, raw, where, _)] = internal_errors(got)
     assert where == origin and detail.startswith("intervals: Injected: ")
     corrections = orjson.loads(raw)
@@ -324,7 +333,7 @@ def test_a_conversation_row_a_step_fails_on_is_dead_lettered_and_the_rest_is_exa
             return isinstance(row, ConversationRow) and row.conversation_id == conversation
 
         monkeypatch.setattr(clickhouse_sink, "to_columns", _before(clickhouse_sink.to_columns, sink_hit))
-    got = run(day, day.records, chdb_client, chdb_dsn, tmp_path)
+    got = run(day, day.every, chdb_client, chdb_dsn, tmp_path)
     full, without = runs["full"], runs["without conversation"]
     letters = internal_errors(got)
     assert letters and all(detail.startswith(f"{step}: Injected: ") for _, detail, _, _, _ in letters)

@@ -1,7 +1,8 @@
 """Issue #13, seen #1: one future-dated record among a valid day must not erase the tenant's figures.
 
 A webhook ``missed.call`` dated 2099, or only 37 days ahead, is delivered in the middle of a
-generated day with an honest envelope ``received_at``. Before the watermark was bounded by receive
+generated day with an honest envelope ``received_at`` (or one forged to 2099 as well, while the
+transport delivered it with the day's records). Before the watermark was bounded by receive
 time, it jumped to the outlier's event time and every later valid delta fell beyond the restatement
 horizon and was dead-lettered. The input-side check (event time against receive time) is absent
 here on purpose: the watermark must hold on its own. The outlier itself is accepted and counts on
@@ -55,18 +56,23 @@ def _outlier(queued_at: datetime, received_at: datetime) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "queued_at",
-    [datetime(2099, 6, 1, 12, tzinfo=UTC), datetime(2026, 4, 16, 12, tzinfo=UTC)],
-    ids=["2099", "37-days-ahead"],
+    ("queued_at", "forged"),
+    [
+        (datetime(2099, 6, 1, 12, tzinfo=UTC), False),
+        (datetime(2026, 4, 16, 12, tzinfo=UTC), False),
+        # the envelope's received_at forged to 2099 too: the transport's delivery time bounds it
+        (datetime(2099, 6, 1, 12, tzinfo=UTC), True),
+    ],
+    ids=["2099", "37-days-ahead", "2099-received-2099"],
 )
 def test_a_future_dated_record_leaves_the_valid_day_exact(
-    queued_at: datetime, tmp_path: Path, chdb_dsn: str, chdb_client: Client
+    queued_at: datetime, forged: bool, tmp_path: Path, chdb_dsn: str, chdb_client: Client
 ) -> None:
     data = build_dataset({"acme": "Europe/London"}, DAY, seed=5, scale=0.3)
     records = data.delivery.pairs()
     middle = len(records) // 2
     received_at = records[middle][0]
-    records.insert(middle, (received_at, _outlier(queued_at, received_at)))
+    records.insert(middle, (received_at, _outlier(queued_at, queued_at if forged else received_at)))
     events = tmp_path / "events.jsonl"
     write_records(events, records)
     database = f"outlier_{uuid.uuid4().hex[:10]}"
