@@ -19,7 +19,10 @@ from pathlib import Path
 from bench.common import Result, machine, say
 from bench.report import render
 
-BENCHMARKS = ("throughput", "end_to_end", "freshness", "queries", "memory")
+BENCHMARKS = ("throughput", "end_to_end", "freshness", "queries", "memory", "large_conversation")
+# Run only when named with --only: the fuzz long run (100,000 mutants) takes many minutes and checks
+# robustness, not speed (its test-size twin runs in the suite: tests/hostile/test_fuzz.py).
+ON_REQUEST = ("fuzz",)
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
 
@@ -44,7 +47,12 @@ def _run_one(name: str, quick: bool, scratch: Path, timeout: float) -> Result:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about a minute")
-    parser.add_argument("--only", choices=BENCHMARKS, action="append", help="run only these (repeatable)")
+    parser.add_argument(
+        "--only",
+        choices=BENCHMARKS + ON_REQUEST,
+        action="append",
+        help=f"run only these (repeatable); {', '.join(ON_REQUEST)} runs only when named",
+    )
     parser.add_argument("--out", type=Path, default=DOC, help="markdown report (default docs/benchmarks.md)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave the report alone")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per benchmark")

@@ -206,17 +206,20 @@ class RssSampler:
         return max((rss for _, rss in self.samples), default=0)
 
 
-def main(run: Callable[[bool, Path], Result], *, hard_exit: bool = False) -> None:
+def main(
+    run: Callable[[bool, Path], Result], *, hard_exit: bool = False, argv: list[str] | None = None
+) -> None:
     """Command line of one benchmark module: ``--quick --workdir DIR --json FILE``.
 
     ``hard_exit`` ends the process once the result is written, for benchmarks that leave a tailing
-    flow running on a daemon thread (Bytewax offers no way to stop it from outside).
+    flow running on a daemon thread (Bytewax offers no way to stop it from outside). ``argv`` is
+    what is left after a module's own options (default: the process's arguments).
     """
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--json", type=Path, required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     tune_gc()  # as ``stitchboard run`` does: benchmarks measure the production process settings
     started = time.perf_counter()

@@ -259,12 +259,13 @@ CREATE TABLE IF NOT EXISTS `stitchboard`.`dead_letters`
     `raw` String COMMENT 'the original bytes, untouched',
     `tenant` LowCardinality(String),
     `source` LowCardinality(String),
-    `origin` String COMMENT 'topic/partition/offset or file:line',
+    `origin` String COMMENT 'topic/partition/offset or file@offset',
+    `part` String COMMENT 'the part of the record the letter is about; \'\' for all of it',
     `received_at` DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(received_at)
-ORDER BY (tenant, reason, origin, cityHash64(raw))
+ORDER BY (tenant, reason, origin, cityHash64(raw), part)
 COMMENT 'Rejected input with its reason and original bytes';
 
 CREATE TABLE IF NOT EXISTS `stitchboard`.`agent_states`

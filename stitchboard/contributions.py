@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from stitchboard.deadletters import RecordRef
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class ContributionKey:
@@ -49,10 +51,18 @@ def diff(tenant: str, before: Contributions, after: Contributions, reason: str) 
 
 @dataclass(frozen=True, slots=True)
 class TenantFeed:
-    """What a tenant's interval book needs from one stitched delivery, with its arrival number."""
+    """What a tenant's interval book needs from one stitched delivery, with its arrival number.
+
+    A delivery the stitcher failed on still has its feed (the book releases arrival numbers in
+    order), with no deltas and no event times: it moves nothing. ``record`` names the record the
+    delivery came from (its origin, digest and receive time), not its bytes: feeds cross a worker
+    exchange and wait in the book's arrival-order buffer, which is snapshotted.
+    """
 
     tenant: str
     arrival: int
-    earliest: datetime  # event times of the delivery: the watermark observes the latest,
-    latest: datetime  # lateness is judged on the earliest
+    earliest: datetime | None  # event times of the delivery: the watermark observes the latest,
+    latest: datetime | None  # lateness is judged on the earliest; None when nothing was stitched
     deltas: list[Delta]
+    conversation_id: str = ""
+    record: RecordRef | None = None

@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
 from stitchboard.contributions import ContributionKey, Delta, TenantFeed
 from stitchboard.deadletters import DeadLetter
 from stitchboard.intervals import interval_of
@@ -53,6 +55,8 @@ from stitchboard.settings import TenantSettings, TimingSettings
 from stitchboard.watermark import TenantWatermark, complete_before
 
 BucketKey = tuple[int, str, str, datetime]  # (interval minutes, queue, channel, interval start UTC)
+Spans = tuple[tuple[int, datetime, datetime], ...]  # (interval minutes, start, end) of each length
+Planned = tuple[Delta, int, Spans]  # a delta, its metric's index, the intervals it lands in
 FINAL_VERSION = 1 << 32
 SNAPSHOT_FORMAT = 1
 BEYOND_HORIZON = "beyond_restatement_horizon"  # the dead-letter reason of a too-old correction
@@ -94,19 +98,48 @@ class Publication:
         return [*self.flushed.interval_rows, *self.flushed.restatements, *self.dead_letters]
 
 
-def beyond_horizon(delta: Delta, now: datetime) -> DeadLetter:
-    """A correction too old to restate is not dropped silently: it becomes a dead letter."""
+def correction(delta: Delta, feed: TenantFeed | None = None) -> dict[str, object]:
+    """A correction as plain data: the delta, its conversation and the SHA-256 of its record."""
     key = delta.key
+    return {
+        "tenant": delta.tenant,
+        "conversation_id": "" if feed is None else feed.conversation_id,
+        "queue": key.queue,
+        "channel": key.channel,
+        "metric": key.metric,
+        "at": key.at.isoformat(),
+        "value": delta.value,
+        "reason": delta.reason,
+        "record_sha256": "" if feed is None or feed.record is None else feed.record.sha256,
+    }
+
+
+def beyond_horizon(delta: Delta, now: datetime, feed: TenantFeed | None = None) -> DeadLetter:
+    """A correction too old to restate is not dropped silently: it becomes a dead letter.
+
+    Its bytes are the correction as JSON (``correction``), not the record's: the book receives
+    feeds, which name their record (origin, SHA-256, receive time) rather than carry its bytes, so
+    that every record's bytes need not cross to the book and wait in its arrival-order buffer for
+    a letter that is rare. The origin says where to read the record back; the digest proves it.
+    """
+    key = delta.key
+    record = None if feed is None else feed.record
+    conversation = "" if feed is None else feed.conversation_id
     detail = (
         f"{key.metric} {delta.value:+d} for queue {key.queue!r} channel {key.channel} at "
         f"{key.at.isoformat()} is older than the restatement horizon"
     )
+    if record is not None:
+        detail += f" (conversation {conversation}, record sha256 {record.sha256})"
     return DeadLetter(
         reason=BEYOND_HORIZON,
         detail=detail,
-        raw=detail.encode("utf-8"),
-        received_at=now,
+        raw=orjson.dumps(correction(delta, feed)),
+        received_at=now if record is None else record.received_at,
         tenant=delta.tenant,
+        source="" if record is None else record.source,
+        origin="" if record is None else record.origin,
+        part=f"conversation {conversation} {key.metric} {key.queue} {key.channel} {key.at.isoformat()}",
     )
 
 
@@ -156,7 +189,8 @@ class IntervalBook:
         self._dropped: list[Delta] = []
         self._dropped_total = 0
         self._last_provisional_at: datetime | None = None
-        self._spans_at: dict[datetime, tuple[tuple[int, datetime, datetime], ...]] = {}
+        self._spans_at: dict[datetime, Spans] = {}
+        self.watermark_repaired = False  # set by ``restore``
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -186,14 +220,24 @@ class IntervalBook:
         (a late delivery is counted, and still applied); its latest event time moves the watermark;
         its deltas are applied; then whatever is due is published. Flushing after every delivery
         keeps finalisation and restatements a function of the input order alone.
+
+        The delivery's deltas are checked and placed before anything changes, so a delivery the
+        book cannot take raises with the book as it was (the hosting step dead-letters it). Its
+        corrections beyond the horizon are published as dead letters naming its record.
         """
+        planned = self._plan(feed.deltas)
         watermark = self._watermark.value
-        late = watermark is not None and feed.earliest < complete_before(watermark, self._lateness)
-        self.observe(feed.latest, now)
-        self.apply_all(feed.deltas)
+        late = (
+            watermark is not None
+            and feed.earliest is not None
+            and feed.earliest < complete_before(watermark, self._lateness)
+        )
+        if feed.latest is not None:
+            self.observe(feed.latest, now, None if feed.record is None else feed.record.received_at)
+        letters = [beyond_horizon(delta, now, feed) for delta in self._commit(planned)]
         if not self.due(now):
-            return Publication(late=late)
-        return self._publication(self.flush(now), now, late)
+            return Publication(dead_letters=letters, late=late)
+        return self._publication(self.flush(now), now, late, letters)
 
     def tick(self, now: datetime) -> Publication:
         """A timer: an idle tenant's watermark moves on, and throttled provisional rows go out."""
@@ -204,36 +248,53 @@ class IntervalBook:
         pending provisional change is published now."""
         return self._publication(self.drain(now) if drain else self.flush(now, all_provisional=True), now)
 
-    def _publication(self, flushed: Flushed, now: datetime, late: bool = False) -> Publication:
+    def _publication(
+        self, flushed: Flushed, now: datetime, late: bool = False, letters: list[DeadLetter] | None = None
+    ) -> Publication:
         self.evict()
-        return Publication(flushed, [beyond_horizon(delta, now) for delta in flushed.dropped], late)
+        dropped = [beyond_horizon(delta, now) for delta in flushed.dropped]
+        return Publication(flushed, [*(letters or ()), *dropped], late)
 
-    def observe(self, event_time: datetime, now: datetime) -> None:
-        """Feed an event time (seen at system time ``now``) to the tenant watermark."""
-        self._watermark.observe(event_time, now)
+    def observe(self, event_time: datetime, now: datetime, received_at: datetime | None = None) -> None:
+        """Feed an event time (seen at system time ``now``, of a record received at ``received_at``)
+        to the tenant watermark, which bounds it by that receive time (``stitchboard.watermark``)."""
+        self._watermark.observe(event_time, now, received_at)
 
     def apply(self, delta: Delta) -> None:
         """Add ``delta`` to the bucket of every interval length that contains its instant."""
         self.apply_all((delta,))
 
     def apply_all(self, deltas: Iterable[Delta]) -> None:
-        """`apply` each delta in order (one delivery's deltas at once: the checks are shared)."""
-        cutoff = self._cutoff()
-        buckets, index_of, spans, width = self._buckets, self._index, self._spans, len(self._metric_names)
+        """`apply` each delta in order (one delivery's deltas at once: the checks are shared);
+        corrections beyond the horizon are kept for the next flush's ``dropped``."""
+        self._dropped.extend(self._commit(self._plan(deltas)))
+
+    def _plan(self, deltas: Iterable[Delta]) -> list[Planned]:
+        """Check each delta and find its intervals, changing nothing: (delta, metric index, spans)."""
+        planned: list[Planned] = []
+        index_of, spans = self._index, self._spans
         for delta in deltas:
             if delta.tenant != self.tenant:
                 raise ValueError(f"delta for tenant {delta.tenant!r} given to the book of {self.tenant!r}")
-            contribution, value = delta.key, delta.value
-            index = index_of.get(contribution.metric)
+            index = index_of.get(delta.key.metric)
             if index is None:
-                raise ValueError(f"unknown metric {contribution.metric!r}")
-            if value == 0:
-                continue
+                raise ValueError(f"unknown metric {delta.key.metric!r}")
+            if delta.value:
+                planned.append((delta, index, spans(delta.key.at)))
+        return planned
+
+    def _commit(self, planned: list[Planned]) -> list[Delta]:
+        """Add planned deltas to their buckets; returns those beyond the restatement horizon."""
+        cutoff = self._cutoff()
+        buckets, width = self._buckets, len(self._metric_names)
+        dropped: list[Delta] = []
+        for delta, index, placed in planned:
+            contribution, value = delta.key, delta.value
             if cutoff is not None and contribution.at < cutoff:
-                self._dropped.append(delta)
+                dropped.append(delta)
                 self._dropped_total += 1
                 continue
-            for minutes, start, end in spans(contribution.at):
+            for minutes, start, end in placed:
                 key = (minutes, contribution.queue, contribution.channel, start)
                 bucket = buckets.get(key)
                 if bucket is None:
@@ -249,8 +310,9 @@ class IntervalBook:
                     bucket.figures[index] += value
                     bucket.reasons.update(delta.reason.split(","))
                     self._pending[key] = None
+        return dropped
 
-    def _spans(self, at: datetime) -> tuple[tuple[int, datetime, datetime], ...]:
+    def _spans(self, at: datetime) -> Spans:
         """(length, start, end) of every interval containing ``at``; a delivery's deltas share a
         few instants, so recent answers are kept (zone maths costs more than the lookup)."""
         spans = self._spans_at.get(at)
@@ -364,8 +426,14 @@ class IntervalBook:
         timing: TimingSettings,
         metric_names: tuple[str, ...],
         state: dict[str, Any],
+        now: datetime | None = None,
     ) -> IntervalBook:
-        """Rebuild a book from ``snapshot()``; figures are re-aligned by name if the catalogue changed."""
+        """Rebuild a book from ``snapshot()``; figures are re-aligned by name if the catalogue changed.
+
+        A watermark that ran ahead of the clock (a snapshot written before event times were bounded
+        by receive time) is repaired as of system time ``now`` (``TenantWatermark.restore``);
+        ``watermark_repaired`` says whether it was.
+        """
         if state.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"unsupported interval book snapshot format {state.get('format')!r}")
         if state["tenant"] != tenant:
@@ -378,7 +446,7 @@ class IntervalBook:
                 return None
             return tuple(values[old_index[n]] if n in old_index else 0 for n in book._metric_names)
 
-        book._watermark.restore(state["watermark"])
+        book.watermark_repaired = book._watermark.restore(state["watermark"], now)
         for row in state["buckets"]:
             minutes, queue, channel, start, end, figures, prov, emitted, published, last, seq, reasons = row
             key: BucketKey = (minutes, queue, channel, start)

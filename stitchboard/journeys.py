@@ -43,7 +43,7 @@ from stitchboard.rows import (
     JourneyRow,
 )
 from stitchboard.settings import JourneySettings, TenantSettings, TimingSettings
-from stitchboard.watermark import complete_before, event_time_watermark
+from stitchboard.watermark import bounded_event_time, complete_before, event_time_watermark
 
 UNLINKED = "conversation:"  # customer handle prefix of a contact that is an engagement of its own
 IDENTITY_MERGE = "identity_merge"
@@ -211,6 +211,7 @@ class TenantJourneys:
         self.tenant = tenant
         self._settings = settings
         self._timing = timing
+        self._lead = timedelta(seconds=timing.watermark_lead_seconds)
         self._window = journeys.window(tenant)
         self._thresholds = frustration_thresholds(journeys)
         self.identity = IdentityGraph()
@@ -292,8 +293,12 @@ class TenantJourneys:
             self._published.pop(customer, None)
             self._members.pop(customer, None)
 
-    def apply(self, row: ConversationRow, now: datetime) -> list[JourneyRow]:
-        """Take a conversation row (any version, any order); returns the rows to publish."""
+    def apply(
+        self, row: ConversationRow, now: datetime, received_at: datetime | None = None
+    ) -> list[JourneyRow]:
+        """Take a conversation row (any version, any order) whose last record was received at
+        ``received_at``; returns the rows to publish. Its times move the watermark only up to that
+        receive time plus the lead (``stitchboard.watermark.bounded_event_time``)."""
         if row.tenant != self.tenant:
             raise ValueError(f"row of tenant {row.tenant!r} given to journeys of {self.tenant!r}")
         known = self._contacts.get(row.conversation_id)
@@ -303,9 +308,9 @@ class TenantJourneys:
         if known is None and complete is not None and row.started_at + self._window < complete:
             self.too_late += 1
             return []
-        self._observe(row.started_at)
+        self._observe(row.started_at, now, received_at)
         if row.ended_at is not None:
-            self._observe(row.ended_at)
+            self._observe(row.ended_at, now, received_at)
         contact = Contact.from_row(row, self._settings, known)
         out: list[JourneyRow] = []
         affected: dict[str, None] = {}
@@ -364,9 +369,22 @@ class TenantJourneys:
                 self._evict(customer)
         return out
 
-    def _observe(self, moment: datetime) -> None:
-        if self._max_event_time is None or moment > self._max_event_time:
-            self._max_event_time = moment
+    def _observe(self, moment: datetime, now: datetime, received_at: datetime | None) -> None:
+        bounded = bounded_event_time(moment, now, received_at, self._lead)
+        if self._max_event_time is None or bounded > self._max_event_time:
+            self._max_event_time = bounded
+
+    def resumed(self, timing: TimingSettings, now: datetime) -> bool:
+        """Continue a restored state under this run's ``timing`` (as the interval book does), and
+        clamp a latest event time beyond system time ``now`` plus the lead: a snapshot written
+        before event times were bounded may hold a record's 2099. True if it was clamped."""
+        self._timing = timing
+        self._lead = timedelta(seconds=timing.watermark_lead_seconds)
+        limit = now + self._lead
+        if self._max_event_time is None or self._max_event_time <= limit:
+            return False
+        self._max_event_time = limit
+        return True
 
     def _absorb(self, merge: Merge) -> None:
         absorbed = self._members.pop(merge.absorbed, [])  # disjoint: a contact has one customer

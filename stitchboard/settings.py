@@ -164,6 +164,9 @@ class TimingSettings(BaseModel):
         default=7 * 24 * 3600, ge=0
     )  # silent this long: evicted even if open
     restatement_horizon_days: int = Field(default=35, ge=1)
+    # How far ahead of its receive time (capped by system time) an event may move the watermark: a
+    # future-dated record moves it this far at most (``stitchboard.watermark``, docs/architecture.md).
+    watermark_lead_seconds: int = Field(default=60, ge=0)
     interval_minutes: tuple[int, ...] = INTERVAL_MINUTES
 
     @property
@@ -188,6 +191,24 @@ class JourneySettings(BaseModel):
 
     def window(self, tenant: str) -> timedelta:
         return timedelta(days=self.window_days_by_tenant.get(tenant, self.window_days))
+
+
+class ConversationLimits(BaseModel):
+    """The most one conversation's stitched state may hold (docs/architecture.md, "Conversation limits").
+
+    A delivery that would take a conversation past one of them is dead-lettered whole
+    (``conversation_limit``) and the conversation keeps its earlier state: one broken or hostile
+    record cannot grow a state without bound or slow its shard. Far above any real contact (the
+    busiest real ones hold hundreds of events), and a 20,000-event conversation still stitches.
+    Distinct values are positions in the packed state: 65,535 at most.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_events: int = Field(default=20_000, ge=1, le=1_000_000)
+    max_holds: int = Field(default=10_000, ge=0)  # hold events, and holds a source reports as a count
+    max_ivr_steps: int = Field(default=10_000, ge=0)
+    max_distinct_values: int = Field(default=20_000, ge=1, le=65_535)
 
 
 class KafkaSettings(BaseModel):
@@ -304,6 +325,7 @@ class Settings(BaseSettings):
     allowed_tenants: frozenset[str] | None = None
     timing: TimingSettings = Field(default_factory=TimingSettings)
     journeys: JourneySettings = Field(default_factory=JourneySettings)
+    conversation_limits: ConversationLimits = Field(default_factory=ConversationLimits)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     recovery_dir: Path | None = None

@@ -28,10 +28,10 @@ from datetime import datetime
 
 from stitchboard.contributions import TenantFeed
 from stitchboard.conversation import Conversation
-from stitchboard.deadletters import DeadLetter
+from stitchboard.deadletters import DeadLetter, RecordRef, internal_error
 from stitchboard.deliveries import Delivery
-from stitchboard.settings import TenantSettings
-from stitchboard.stitching.stitch import stitch_group
+from stitchboard.settings import ConversationLimits, TenantSettings
+from stitchboard.stitching.stitch import DEFAULT_LIMITS, stitch_group
 from stitchboard.stitching.store import AddResult, ConversationState
 
 
@@ -40,14 +40,26 @@ def shard_of(conversation_id: str, shards: int) -> int:
     return zlib.crc32(conversation_id.encode("utf-8")) % shards
 
 
+STITCH_STEP = "stitch"  # names the step in the dead letter of a delivery the stitcher failed on
+
+
 @dataclass(slots=True)
 class Stitched:
     """The outcome of one batch of deliveries in one shard."""
 
     feeds: list[TenantFeed] = field(default_factory=list)
     conversations: dict[str, Conversation] = field(default_factory=dict)  # last summary of each changed one
+    delivered: dict[str, Delivery] = field(default_factory=dict)  # the last delivery of each changed one
+    records: dict[str, RecordRef] = field(default_factory=dict)  # and the record it came from
     dead_letters: list[DeadLetter] = field(default_factory=list)
     results: Counter[AddResult] = field(default_factory=Counter)
+
+
+def _copy(state: ConversationState) -> ConversationState:
+    """A snapshot of a conversation's state: every field is immutable, so this is a few references."""
+    copied = ConversationState.__new__(ConversationState)
+    copied.__setstate__(state.__getstate__())
+    return copied
 
 
 class ConversationShard:
@@ -81,32 +93,82 @@ class ConversationShard:
     def get(self, conversation_id: str) -> ConversationState | None:
         return self._active.get(conversation_id) or self._quiet.get(conversation_id)
 
-    def apply(self, numbered: Sequence[tuple[int, Delivery]], tenant: TenantSettings, now: float) -> Stitched:
-        """Stitch each delivery in the order given; one feed per delivery, in that order."""
+    def apply(
+        self,
+        numbered: Sequence[tuple[int, Delivery]],
+        tenant: TenantSettings,
+        now: float,
+        limits: ConversationLimits = DEFAULT_LIMITS,
+    ) -> Stitched:
+        """Stitch each delivery in the order given; one feed per delivery, in that order.
+
+        A delivery refused for a conversation limit (`stitch_group`) leaves its conversation as it
+        was; one that would have opened a conversation leaves none behind. A delivery the stitcher
+        fails on (a bug, a value no rule foresaw) becomes an ``internal_error`` dead letter with its
+        record's bytes; its conversation keeps the state it had before, and its feed carries
+        nothing, so the flow goes on as if it had not been sent.
+        """
         out = Stitched()
         active, quiet = self._active, self._quiet
         for arrival, delivery in numbered:
             conversation_id = delivery.conversation_id
-            times = [event.event_time for event in delivery.events]
+            record = RecordRef.of(delivery.raw, delivery.origin, delivery.received_at, delivery.source)
             state = active.pop(conversation_id, None) or quiet.pop(conversation_id, None)
-            if state is None and self._stale_stream(delivery, max(times)):
-                out.results[AddResult.SUPERSEDED] += len(delivery.events)
-                out.feeds.append(TenantFeed(delivery.tenant, arrival, min(times), max(times), []))
+            before = None if state is None else _copy(state)
+            try:
+                times = [event.event_time for event in delivery.events]
+                earliest, latest = min(times), max(times)
+                if state is None and self._stale_stream(delivery, latest):
+                    out.results[AddResult.SUPERSEDED] += len(delivery.events)
+                    out.feeds.append(
+                        TenantFeed(delivery.tenant, arrival, earliest, latest, [], conversation_id, record)
+                    )
+                    continue
+                outcome = stitch_group(
+                    state, delivery.events, tenant, limits, raw=delivery.raw, origin=delivery.origin
+                )
+            except Exception as exc:
+                if before is not None:
+                    before.touched_at = now
+                    active[conversation_id] = before
+                out.dead_letters.append(self._failed(exc, delivery))
+                out.feeds.append(
+                    TenantFeed(delivery.tenant, arrival, None, None, [], conversation_id, record)
+                )
                 continue
-            outcome = stitch_group(state, delivery.events, tenant)
             state = outcome.state
-            state.touched_at = now
-            active[conversation_id] = state
+            if len(state):
+                state.touched_at = now
+                active[conversation_id] = state
             out.results.update(outcome.results)
             out.dead_letters.extend(outcome.dead_letters)
             if outcome.conversation is not None:
                 out.conversations[conversation_id] = outcome.conversation
-            out.feeds.append(TenantFeed(delivery.tenant, arrival, min(times), max(times), outcome.deltas))
+                out.delivered[conversation_id] = delivery
+                out.records[conversation_id] = record
+            out.feeds.append(
+                TenantFeed(
+                    delivery.tenant, arrival, earliest, latest, outcome.deltas, conversation_id, record
+                )
+            )
         if numbered:
             due = now + self.retention_seconds  # what was delivered to is due then at the latest
             if self._due_at is None or due < self._due_at:
                 self._due_at = due
         return out
+
+    @staticmethod
+    def _failed(exc: Exception, delivery: Delivery) -> DeadLetter:
+        return internal_error(
+            exc,
+            STITCH_STEP,
+            delivery.raw,
+            delivery.events[0].ingest_time,
+            tenant=delivery.tenant,
+            source=delivery.source,
+            origin=delivery.origin,
+            part=f"conversation {delivery.conversation_id}",
+        )
 
     def _stale_stream(self, delivery: Delivery, latest: datetime) -> bool:
         """Provisional events only, received more than the retention after the latest of them."""

@@ -217,11 +217,14 @@ def tables() -> tuple[Table, ...]:
                 Column("raw", "String", "the original bytes, untouched"),
                 Column("tenant", LOW),
                 Column("source", LOW),
-                Column("origin", "String", "topic/partition/offset or file:line"),
+                Column("origin", "String", "topic/partition/offset or file@offset"),
+                Column("part", "String", "the part of the record the letter is about; '' for all of it"),
                 Column("received_at", TIME),
             ),
             engine="ReplacingMergeTree",
-            order_by=("tenant", "reason", "origin", "cityHash64(raw)"),
+            # One record can yield several letters (conflicting events, corrections beyond the
+            # horizon, failed items): ``part`` keeps them apart; a replayed letter replaces itself.
+            order_by=("tenant", "reason", "origin", "cityHash64(raw)", "part"),
             partition_by="toYYYYMM(received_at)",
         ),
         Table(
@@ -450,11 +453,43 @@ def partition_key(name: str) -> PartitionKey | None:
 
 # Non-metric columns added to a table after it first shipped: (table, column name).
 ADDED_COLUMNS: frozenset[tuple[str, str]] = frozenset({("conversations", "path")})
+# Columns added to a table's sorting key after it first shipped: (table, column name). ClickHouse
+# extends a sorting key only with columns added in the same ALTER, so they are added with it, and
+# the ALTER is idempotent (ADD COLUMN IF NOT EXISTS; the same ORDER BY again changes nothing).
+ADDED_KEY_COLUMNS: frozenset[tuple[str, str]] = frozenset({("dead_letters", "part")})
+
+
+def _empty(column_type: str) -> Any:
+    """The value ClickHouse gives an added column in existing rows (its type's default)."""
+    if column_type.startswith("Array("):
+        return ()
+    if column_type.startswith("Nullable("):
+        return None
+    if "String" in column_type:
+        return ""
+    raise ValueError(f"no empty value known for an added column of type {column_type}")
+
+
+def current_row(name: str, row: Sequence[Any]) -> tuple[Any, ...]:
+    """A column tuple made before columns were added to table ``name`` (``ADDED_COLUMNS``,
+    ``ADDED_KEY_COLUMNS``), e.g. staged in a recovery snapshot, in today's ``columns`` order with
+    the added columns empty; a current one unchanged."""
+    definition = table(name).columns
+    if len(row) == len(definition):
+        return tuple(row)
+    added = ADDED_COLUMNS | ADDED_KEY_COLUMNS
+    older = [column for column in definition if (name, column.name) not in added]
+    if len(row) != len(older):
+        raise ValueError(f"{name}: {len(row)} values fit neither {len(definition)} nor {len(older)} columns")
+    values = iter(row)
+    return tuple(
+        _empty(column.type) if (name, column.name) in added else next(values) for column in definition
+    )
 
 
 def migrations(database: str = DEFAULT_DATABASE) -> list[str]:
-    """Idempotent ALTERs adding what older tables lack: columns (catalogue metrics, ``ADDED_COLUMNS``),
-    then settings and projections.
+    """Idempotent ALTERs adding what older tables lack: columns (catalogue metrics, ``ADDED_COLUMNS``,
+    ``ADDED_KEY_COLUMNS`` with the sorting key they extend), then settings and projections.
 
     A projection added to an existing table covers parts written or merged from then on; queries
     read older parts in full until ``ALTER TABLE ... MATERIALIZE PROJECTION`` (a one-off mutation,
@@ -471,6 +506,13 @@ def migrations(database: str = DEFAULT_DATABASE) -> list[str]:
         if added:
             clauses = ",\n".join(f"    ADD COLUMN IF NOT EXISTS {column.sql()}" for column in added)
             statements.append(f"ALTER TABLE `{database}`.`{candidate.name}`\n{clauses}")
+        keyed = [column for column in candidate.columns if (candidate.name, column.name) in ADDED_KEY_COLUMNS]
+        if keyed:
+            clauses = ",\n".join(f"    ADD COLUMN IF NOT EXISTS {column.sql()}" for column in keyed)
+            statements.append(
+                f"ALTER TABLE `{database}`.`{candidate.name}`\n{clauses},\n"
+                f"    MODIFY ORDER BY ({', '.join(candidate.order_by)})"
+            )
         if candidate.settings:
             assigned = ", ".join(f"{name} = {value}" for name, value in candidate.settings)
             statements.append(f"ALTER TABLE `{database}`.`{candidate.name}` MODIFY SETTING {assigned}")

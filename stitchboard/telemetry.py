@@ -4,8 +4,10 @@ Metrics are served on ``Settings.metrics_port`` by ``stitchboard run``. Counters
 so ``records_in == records_accepted + sum(records_dead_lettered)`` can be checked by an SRE on the
 dashboard and by the tests on the registry. Records are raw inputs; one accepted record becomes
 zero or more canonical events, and an *event* can still be dead-lettered later (a conflicting
-re-send, ``stitchboard_events{outcome="conflict"}``; a correction beyond the restatement horizon),
-counted in ``stitchboard_dead_letters_after_acceptance``.
+re-send, ``stitchboard_events{outcome="conflict"}``; a correction beyond the restatement horizon;
+an item a step failed on, ``internal_error``), counted in
+``stitchboard_dead_letters_after_acceptance``, one per letter (each a row of its own in the
+table; only a letter replayed after a crash is counted again and kept once).
 
 Watermarks are per tenant (one interval book per tenant, fed in per-tenant arrival order), not per
 Kafka partition: a tenant's records are spread over partitions, so a per-partition event-time lag
@@ -33,7 +35,8 @@ RECORDS_DEAD_LETTERED = Counter("stitchboard_records_dead_lettered", "Raw record
 EVENTS = Counter("stitchboard_events", "Canonical events by outcome of stitching", ["outcome"])
 DEAD_LETTERS_AFTER_ACCEPTANCE = Counter(
     "stitchboard_dead_letters_after_acceptance",
-    "Dead letters raised after a record was accepted (event conflicts, corrections beyond the horizon)",
+    "Dead letters raised after a record was accepted (event conflicts, corrections beyond the "
+    "horizon, items a step failed on)",
     ["reason"],
 )
 LATE_DELIVERIES = Counter(

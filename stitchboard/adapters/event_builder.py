@@ -40,14 +40,17 @@ def customer_ids(
     known = _CUSTOMERS.get(key)
     if known is not None:
         return known
-    customer: CustomerIds = _validate_customer_ids(
-        {
-            "phone_hash": trim(phone_hash),
-            "email_hash": trim(email_hash),
-            "account_hash": trim(account_hash),
-            "cookie_hash": trim(cookie_hash),
-        }
-    )
+    try:
+        customer: CustomerIds = _validate_customer_ids(
+            {
+                "phone_hash": trim(phone_hash),
+                "email_hash": trim(email_hash),
+                "account_hash": trim(account_hash),
+                "cookie_hash": trim(cookie_hash),
+            }
+        )
+    except ValidationError as exc:  # an identifier the model refuses, like an event's (see `emit`)
+        raise AdapterError("schema", describe_validation_error(exc, "customer")) from exc
     if len(_CUSTOMERS) >= _CUSTOMERS_LIMIT:
         _CUSTOMERS.clear()
     _CUSTOMERS[key] = customer

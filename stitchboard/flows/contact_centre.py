@@ -15,11 +15,11 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
 from stitchboard.deadletters import DeadLetter
-from stitchboard.deliveries import split_record
+from stitchboard.deliveries import Delivery
 from stitchboard.flows import steps
 from stitchboard.flows.journey_step import wire_journeys
 from stitchboard.flows.sources import RawRecord
-from stitchboard.rows import PublishedRow
+from stitchboard.rows import AgentStateRow, PublishedRow
 from stitchboard.settings import Settings
 
 RecordInput = Callable[[Dataflow], Stream[RawRecord | DeadLetter]]
@@ -38,13 +38,20 @@ def build_flow(
     flow = Dataflow(flow_id)
     received = records(flow)
     normalised = op.map("normalise", received, functools.partial(steps.normalise, settings))
-    accepted = op.branch("accepted", normalised, steps.is_event_batch)
-    parts = op.flat_map("split_records", accepted.trues, split_record)
-    by_kind = op.branch("deliveries", parts, steps.is_delivery)
+    accepted = op.branch("accepted", normalised, steps.is_accepted)
+    split = op.branch(
+        "split_rejects", op.flat_map("split_records", accepted.trues, steps.split), steps.is_dead_letter
+    )
+    by_kind = op.branch("deliveries", cast(Stream[AgentStateRow | Delivery], split.falses), steps.is_delivery)
 
     by_tenant_arrival = op.key_on("by_tenant_arrival", by_kind.trues, steps.delivery_tenant)
-    numbered = op.key_rm("numbered", op.stateful_map("arrival_number", by_tenant_arrival, steps.number))
-    by_shard = op.key_on("by_shard", numbered, functools.partial(steps.shard_key, settings.stitch_shards))
+    numbering = op.key_rm(
+        "numbered", op.stateful_map("arrival_number", by_tenant_arrival, steps.arrival_number)
+    )
+    numbered = op.branch("number_rejects", numbering, steps.is_numbered)
+    by_shard = op.key_on(
+        "by_shard", numbered.trues, functools.partial(steps.shard_key, settings.stitch_shards)
+    )
     stitched = op.key_rm(
         "stitched", op.stateful_batch("stitch", by_shard, lambda resume: steps.StitchStep(settings, resume))
     )
@@ -53,15 +60,31 @@ def build_flow(
     intervals = op.stateful_batch(
         "intervals", feeds, lambda resume: steps.IntervalStep(settings, resume, drain_at_eof)
     )
-    interval_rows = op.flatten("interval_rows", op.key_rm("intervals_unkeyed", intervals))
+    published = op.branch(
+        "interval_rejects",
+        op.flatten("interval_rows", op.key_rm("intervals_unkeyed", intervals)),
+        steps.is_dead_letter,
+    )
 
     conversation_rows = op.flat_map("conversation_rows", stitched, steps.batch_rows)
     stitch_rejects = op.flat_map("stitch_rejects", stitched, steps.batch_dead_letters)
-    rejected = cast(Stream[DeadLetter], accepted.falses)  # what is not an event batch is a dead letter
-    dead_letters = op.merge("dead_letters", rejected, stitch_rejects)
-    journey_rows = wire_journeys(op.filter_map("tenant_rows", stitched, steps.tenant_rows), settings)
+    journeys = op.branch(
+        "journey_rejects",
+        wire_journeys(op.filter_map("tenant_rows", stitched, steps.tenant_rows), settings),
+        steps.is_dead_letter,
+    )
+    rejected = cast(Stream[DeadLetter], accepted.falses)  # what the adapters did not accept
+    dead_letters: Stream[DeadLetter] = op.merge(
+        "dead_letters",
+        rejected,
+        split.trues,
+        cast(Stream[DeadLetter], numbered.falses),
+        stitch_rejects,
+        published.trues,
+        journeys.trues,
+    )
     rows: Stream[PublishedRow] = op.merge(
-        "rows", conversation_rows, interval_rows, by_kind.falses, dead_letters, journey_rows
+        "rows", conversation_rows, published.falses, by_kind.falses, dead_letters, journeys.falses
     )
     op.output("clickhouse", op.key_on("to_clickhouse", rows, steps.sink_key), rows_sink)
     for index, sink in enumerate(dead_letter_sinks):

@@ -3,11 +3,17 @@
 Everything decided here is about *when* to call the rules (system time, end of input, eviction)
 and what to count for telemetry; *what* they decide lives in ``stitchboard.shards`` (stitching)
 and ``stitchboard.interval_book`` (its protocol: ``receive``, ``tick``, ``end_of_input``).
+
+One rule for every step (issue #13): an item a step cannot process becomes an ``internal_error``
+dead letter (the exception's type and message, the record's bytes or, past the stitcher, its
+origin and digest) and the step goes on with the next item, its state as before that item.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
@@ -16,11 +22,12 @@ from bytewax.operators import StatefulBatchLogic
 
 from stitchboard import adapters, telemetry
 from stitchboard.contributions import TenantFeed
-from stitchboard.deadletters import DeadLetter
-from stitchboard.deliveries import Delivery
+from stitchboard.deadletters import DeadLetter, RecordRef, held_bytes, internal_error
+from stitchboard.deliveries import Delivery, split_record
 from stitchboard.events import CanonicalEvent
+from stitchboard.flows.journey_step import JourneyInput
 from stitchboard.flows.sources import RawRecord
-from stitchboard.interval_book import BEYOND_HORIZON, IntervalBook, Publication
+from stitchboard.interval_book import IntervalBook, Publication, correction
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.ordering import ArrivalOrder, ReorderState
 from stitchboard.rows import AgentStateRow, ConversationRow, PublishedRow
@@ -29,6 +36,8 @@ from stitchboard.shards import ConversationShard, shard_of
 from stitchboard.stitching.row import conversation_row
 
 SINK_KEY = "clickhouse"
+INTERVAL_STEP = "intervals"  # names the step in the dead letter of a feed the interval book failed on
+_log = logging.getLogger("stitchboard.flow")
 
 
 def _now() -> datetime:
@@ -38,14 +47,28 @@ def _now() -> datetime:
 Numbered = tuple[int, Delivery]
 
 
-def normalise(settings: Settings, record: RawRecord | DeadLetter) -> list[CanonicalEvent] | DeadLetter:
+@dataclass(frozen=True, slots=True)
+class AcceptedRecord:
+    """A record the adapters accepted: its events, and its bytes and origin for any later letter."""
+
+    events: list[CanonicalEvent]
+    raw: bytes
+    origin: str
+    transport_at: datetime | None  # the transport's time for it (broker timestamp), if any
+
+
+def normalise(settings: Settings, record: RawRecord | DeadLetter) -> AcceptedRecord | DeadLetter:
     """Adapt one raw record under the tenant allow-list and bounds of ``settings``, counting it as
     accepted or dead-lettered (never both, never neither)."""
-    result = (
-        record
-        if isinstance(record, DeadLetter)
-        else adapters.normalise(record.value, record.origin, record.received_at, settings)
-    )
+    if isinstance(record, DeadLetter):
+        result: AcceptedRecord | DeadLetter = record
+    else:
+        adapted = adapters.normalise(record.value, record.origin, record.received_at, settings)
+        result = (
+            adapted
+            if isinstance(adapted, DeadLetter)
+            else AcceptedRecord(adapted, record.value, record.origin, record.received_at)
+        )
     telemetry.RECORDS_IN.labels("raw").inc()
     if isinstance(result, DeadLetter):
         telemetry.RECORDS_DEAD_LETTERED.labels(result.reason).inc()
@@ -54,8 +77,40 @@ def normalise(settings: Settings, record: RawRecord | DeadLetter) -> list[Canoni
     return result
 
 
-def is_event_batch(item: list[CanonicalEvent] | DeadLetter) -> TypeGuard[list[CanonicalEvent]]:
-    return isinstance(item, list)
+def is_accepted(item: AcceptedRecord | DeadLetter) -> TypeGuard[AcceptedRecord]:
+    return isinstance(item, AcceptedRecord)
+
+
+def is_dead_letter(item: object) -> TypeGuard[DeadLetter]:
+    return isinstance(item, DeadLetter)
+
+
+def _failed(
+    exc: Exception, step: str, raw: bytes, origin: str, events: Sequence[CanonicalEvent], part: str = ""
+) -> DeadLetter:
+    """The ``internal_error`` letter of an accepted record (or one of its deliveries) a step failed on."""
+    first = events[0] if events else None
+    letter = internal_error(
+        exc,
+        step,
+        raw,
+        _now() if first is None else first.ingest_time,
+        tenant="" if first is None else first.tenant,
+        source="" if first is None else first.source,
+        origin=origin,
+        part=part,
+    )
+    telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels(letter.reason).inc()
+    return letter
+
+
+def split(record: AcceptedRecord) -> list[AgentStateRow | Delivery | DeadLetter]:
+    """A record's agent presence rows and deliveries (``split_record``), or its dead letter when
+    they cannot be made: then nothing of the record goes on."""
+    try:
+        return list(split_record(record.events, record.raw, record.origin, record.transport_at))
+    except Exception as exc:
+        return [_failed(exc, "split_records", record.raw, record.origin, record.events)]
 
 
 def is_delivery(item: AgentStateRow | Delivery) -> TypeGuard[Delivery]:
@@ -72,6 +127,22 @@ def number(next_arrival: int | None, delivery: Delivery) -> tuple[int, Numbered]
     return arrival + 1, (arrival, delivery)
 
 
+def arrival_number(next_arrival: int | None, delivery: Delivery) -> tuple[int | None, Numbered | DeadLetter]:
+    """``number``, or the delivery's dead letter; a delivery that fails takes no number, so the
+    interval book never waits for it."""
+    try:
+        return number(next_arrival, delivery)
+    except Exception as exc:
+        part = f"conversation {delivery.conversation_id}"
+        return next_arrival, _failed(
+            exc, "arrival_number", delivery.raw, delivery.origin, delivery.events, part
+        )
+
+
+def is_numbered(item: Numbered | DeadLetter) -> TypeGuard[Numbered]:
+    return isinstance(item, tuple)
+
+
 def shard_key(shards: int, item: Numbered) -> str:
     delivery = item[1]
     return f"{delivery.tenant}\x1f{shard_of(delivery.conversation_id, shards)}"
@@ -83,20 +154,27 @@ def sink_key(_row: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StitchedBatch:
-    """What one shard publishes for one batch: feeds for the tenant's book, rows, dead letters."""
+    """What one shard publishes for one batch: feeds for the tenant's book, rows, dead letters.
+
+    ``records`` names, for each row, the record of its conversation's last delivery: journeys
+    bound the watermark by its receive time and name it in a dead letter.
+    """
 
     tenant: str
     feeds: list[TenantFeed]
     rows: list[ConversationRow]
     dead_letters: list[DeadLetter]
+    records: list[RecordRef]  # one per row
 
 
 def tenant_feeds(batch: StitchedBatch) -> tuple[str, list[TenantFeed]] | None:
     return (batch.tenant, batch.feeds) if batch.feeds else None
 
 
-def tenant_rows(batch: StitchedBatch) -> tuple[str, list[ConversationRow]] | None:
-    return (batch.tenant, batch.rows) if batch.rows else None
+def tenant_rows(batch: StitchedBatch) -> tuple[str, list[JourneyInput]] | None:
+    if not batch.rows:
+        return None
+    return batch.tenant, list(zip(batch.rows, batch.records, strict=True))
 
 
 def batch_rows(batch: StitchedBatch) -> list[ConversationRow]:
@@ -126,17 +204,27 @@ class StitchStep(StatefulBatchLogic[Numbered, StitchedBatch, ConversationShard])
         now = time.time()
         tenant = values[0][1].tenant
         tenant_settings = self._settings.tenant(tenant)
-        stitched = self._shard.apply(values, tenant_settings, now)
+        stitched = self._shard.apply(values, tenant_settings, now, self._settings.conversation_limits)
         for result, count in stitched.results.items():
             telemetry.EVENTS.labels(result.value).inc(count)
         for letter in stitched.dead_letters:
             telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels(letter.reason).inc()
         updated_at = datetime.fromtimestamp(now, UTC)
-        rows = [
-            conversation_row(conversation, updated_at, tenant_settings)
-            for conversation in stitched.conversations.values()
-        ]
-        return [StitchedBatch(tenant, stitched.feeds, rows, stitched.dead_letters)], StatefulBatchLogic.RETAIN
+        rows: list[ConversationRow] = []
+        records: list[RecordRef] = []
+        letters = stitched.dead_letters
+        for conversation_id, conversation in stitched.conversations.items():
+            delivery = stitched.delivered[conversation_id]
+            try:
+                rows.append(conversation_row(conversation, updated_at, tenant_settings))
+            except Exception as exc:
+                part = f"conversation {conversation_id}"
+                letters.append(
+                    _failed(exc, "conversation_row", delivery.raw, delivery.origin, delivery.events, part)
+                )
+                continue
+            records.append(stitched.records[conversation_id])
+        return [StitchedBatch(tenant, stitched.feeds, rows, letters, records)], StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[StitchedBatch], bool]:
         self._shard.evict(time.time())
@@ -179,7 +267,14 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], Inte
             tenant_settings = self._settings.tenant(tenant)
             timing = self._settings.timing
             if self._resume is not None:
-                self._book = IntervalBook.restore(tenant, tenant_settings, timing, METRIC_NAMES, self._resume)
+                self._book = IntervalBook.restore(
+                    tenant, tenant_settings, timing, METRIC_NAMES, self._resume, _now()
+                )
+                if self._book.watermark_repaired:
+                    _log.warning(
+                        "restored watermark was ahead of the clock; repaired",
+                        extra={"tenant": tenant, "watermark": str(self._book.watermark)},
+                    )
             else:
                 self._book = IntervalBook(tenant, tenant_settings, timing, METRIC_NAMES)
         return self._book
@@ -188,9 +283,11 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], Inte
         """Count what the book published for telemetry; the rows to write."""
         if publication.late:
             telemetry.LATE_DELIVERIES.labels(book.tenant).inc()
+        for letter in publication.dead_letters:
+            telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels(letter.reason).inc()
         flushed = publication.flushed
         if flushed is None:
-            return []
+            return publication.rows
         self._next_flush = _now() + self._every
         telemetry.FINAL_ROWS.inc(len(flushed.final))
         telemetry.RESTATEMENTS.inc(len(flushed.restatements))
@@ -198,8 +295,6 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], Inte
             telemetry.RESTATED_INTERVALS.labels(book.tenant).inc(len(flushed.restated))
         if book.watermark is not None:
             telemetry.WATERMARK_LAG.labels(book.tenant).set((_now() - book.watermark).total_seconds())
-        if publication.dead_letters:
-            telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels(BEYOND_HORIZON).inc(len(publication.dead_letters))
         return publication.rows
 
     def _batches(self, rows: list[PublishedRow]) -> tuple[list[list[PublishedRow]], bool]:
@@ -212,10 +307,36 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], Inte
         for feeds in values:
             for value in feeds:
                 for feed in self._order.push(value.arrival, value):
-                    rows = self._publish(book, book.receive(feed, now))
+                    rows = self._receive(book, feed, now)
                     if rows:
                         out.append(rows)
         return out, StatefulBatchLogic.RETAIN
+
+    def _receive(self, book: IntervalBook, feed: TenantFeed, now: datetime) -> list[PublishedRow]:
+        """The book's ``receive``; a feed it fails on becomes a dead letter (the book is left as it
+        was: ``receive`` checks and places a feed's deltas before changing anything)."""
+        try:
+            publication = book.receive(feed, now)
+        except Exception as exc:
+            return [self._failed(exc, feed, now)]
+        return self._publish(book, publication)
+
+    @staticmethod
+    def _failed(exc: Exception, feed: TenantFeed, now: datetime) -> DeadLetter:
+        """A feed carries its record's name, not its bytes: the letter holds its deltas as JSON."""
+        record = feed.record
+        letter = internal_error(
+            exc,
+            INTERVAL_STEP,
+            held_bytes(lambda: [correction(delta, feed) for delta in feed.deltas]),
+            now if record is None else record.received_at,
+            tenant=feed.tenant,
+            source="" if record is None else record.source,
+            origin="" if record is None else record.origin,
+            part=f"conversation {feed.conversation_id}",
+        )
+        telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels(letter.reason).inc()
+        return letter
 
     def on_notify(self) -> tuple[list[list[PublishedRow]], bool]:
         if self._book is None:

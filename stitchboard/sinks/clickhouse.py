@@ -33,12 +33,15 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, DataError, ProgrammingError
 
 from stitchboard import tables, tenant_access
-from stitchboard.deadletters import DeadLetter
+from stitchboard.deadletters import DeadLetter, internal_error
 
 Row = tuple[Any, ...]
 
 REJECTED_REASON = "sink_rejected"
 """Dead-letter reason of a row ClickHouse refused on its own (see ``ClickHouseWriter``)."""
+
+SINK_STEP = "clickhouse_sink"
+"""Names the step in the dead letter of a row the sink could not convert (``unconvertible_letter``)."""
 
 MAX_PARTITIONS_PER_INSERT = 100
 """ClickHouse's default ``max_partitions_per_insert_block``."""
@@ -243,6 +246,7 @@ def rejected_letter(table: str, row: Row, error: BaseException, received_at: dat
             _text(named.get("tenant")),
             _text(named.get("source")),
             _text(named.get("origin")),
+            _text(named.get("part")),
         )
     return DeadLetter(
         REJECTED_REASON,
@@ -253,6 +257,35 @@ def rejected_letter(table: str, row: Row, error: BaseException, received_at: dat
         "",
         f"clickhouse/{table}",
     )
+
+
+def unconvertible_letter(row: object, error: BaseException, received_at: datetime) -> DeadLetter:
+    """The ``internal_error`` letter of a row the sink could not turn into columns.
+
+    A dead letter keeps its own bytes, tenant, source and origin; any other row becomes its fields
+    as JSON (``{"type": ..., "row": {field: value}}``, as for a refused row) with its tenant and
+    ``clickhouse/<type>`` as origin.
+    """
+    if isinstance(row, DeadLetter):
+        return internal_error(
+            error,
+            SINK_STEP,
+            row.raw,
+            received_at,
+            tenant=row.tenant,
+            source=row.source,
+            origin=row.origin,
+            part=f"{row.reason} {row.part}".rstrip(),
+        )
+    fields = (
+        {field.name: _plain(getattr(row, field.name)) for field in dataclasses.fields(row)}
+        if dataclasses.is_dataclass(row)
+        else {"repr": _text(repr(row))}
+    )
+    kind = type(row).__name__
+    raw = orjson.dumps({"type": kind, "row": fields})
+    tenant = _text(getattr(row, "tenant", ""))
+    return internal_error(error, SINK_STEP, raw, received_at, tenant=tenant, origin=f"clickhouse/{kind}")
 
 
 def partition_blocks(table: str, rows: list[Row], max_partitions: int) -> list[list[Row]]:

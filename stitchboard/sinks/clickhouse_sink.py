@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,17 @@ from stitchboard import telemetry
 from stitchboard.deadletters import DeadLetter
 from stitchboard.rows import IntervalRow, PublishedRow
 from stitchboard.settings import ClickHouseSettings, KafkaSettings
-from stitchboard.sinks.clickhouse import BackgroundWriter, ClickHouseWriter, Row, latest_versions, to_columns
+from stitchboard.sinks.clickhouse import (
+    BackgroundWriter,
+    ClickHouseWriter,
+    Row,
+    latest_versions,
+    to_columns,
+    unconvertible_letter,
+)
 from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterProducer
 from stitchboard.sinks.recovery_store import CommittedSnapshot, RecoveryStore, StoreUnreadable
-from stitchboard.tables import tables_for
+from stitchboard.tables import current_row, tables_for
 
 PART = "clickhouse"
 URGENT_TABLES = ("interval_metrics", "interval_published")  # what wallboards wait for (see BackgroundWriter)
@@ -38,11 +46,23 @@ def _is_provisional(row: PublishedRow) -> bool:
     return isinstance(row, IntervalRow) and row.status == "provisional"
 
 
-def _by_table(values: list[PublishedRow]) -> dict[str, list[PublishedRow]]:
-    by_table: dict[str, list[PublishedRow]] = {}
+LetterOut = Callable[[DeadLetter], None]
+
+
+def _by_table(values: list[PublishedRow], letter_out: LetterOut) -> dict[str, list[Row]]:
+    """Each row as column tuples of its table(s). A row that cannot be converted (a bug, a value no
+    rule foresaw) becomes an ``internal_error`` dead letter (``unconvertible_letter``), handed to
+    ``letter_out`` and written to ``dead_letters`` in its place; the other rows go on."""
+    by_table: dict[str, list[Row]] = {}
     for row in values:
-        for table in tables_for(row):
-            by_table.setdefault(table, []).append(row)
+        try:
+            converted = [(table, to_columns(table, row)) for table in tables_for(row)]
+        except Exception as exc:
+            letter = unconvertible_letter(row, exc, datetime.now(UTC))
+            letter_out(letter)
+            converted = [("dead_letters", to_columns("dead_letters", letter))]
+        for table, columns in converted:
+            by_table.setdefault(table, []).append(columns)
     return by_table
 
 
@@ -56,11 +76,12 @@ class _WriterPartition(StatefulSinkPartition[PublishedRow, None]):
     the flow wait for ClickHouse); the end of input does.
     """
 
-    def __init__(self, writer: ClickHouseWriter) -> None:
+    def __init__(self, writer: ClickHouseWriter, letter_out: LetterOut) -> None:
         self._writer = BackgroundWriter(writer, urgent=URGENT_TABLES)
+        self._letter_out = letter_out
 
     def write_batch(self, values: list[PublishedRow]) -> None:
-        for table, rows in _by_table(values).items():
+        for table, rows in _by_table(values, self._letter_out).items():
             self._writer.add(table, rows)
 
     def snapshot(self) -> None:
@@ -76,15 +97,25 @@ Staged = dict[int, dict[str, list[Row]]]  # sink epoch → table → column tupl
 SinkState = tuple[int, str, bytes]  # (sink epochs closed, execution token, pickled ``Staged`` not written)
 
 
+def _staged(pickled: bytes) -> Staged:
+    """Staged rows from a snapshot, in today's columns (a release may have added columns since)."""
+    staged: Staged = pickle.loads(pickled)
+    return {
+        epoch: {table: [current_row(table, row) for row in rows] for table, rows in by_table.items()}
+        for epoch, by_table in staged.items()
+    }
+
+
 class _EpochRows:
     """The rows of the open epoch, as column tuples; versioned tables keep only each key's latest."""
 
-    def __init__(self) -> None:
+    def __init__(self, letter_out: LetterOut) -> None:
         self._rows: dict[str, list[Row]] = {}
+        self._letter_out = letter_out
 
     def add(self, values: list[PublishedRow]) -> None:
-        for table, rows in _by_table(values).items():
-            self._rows.setdefault(table, []).extend(to_columns(table, row) for row in rows)
+        for table, rows in _by_table(values, self._letter_out).items():
+            self._rows.setdefault(table, []).extend(rows)
 
     def close(self) -> dict[str, list[Row]]:
         return {table: latest_versions(table, rows) for table, rows in self._rows.items() if rows}
@@ -123,15 +154,17 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
         resume_state: SinkState | None,
         poll_seconds: float,
         token: str,
+        letter_out: LetterOut,
     ) -> None:
         self._writer = writer
+        self._letter_out = letter_out
         self._commits = commits
         self._token = token
         self._lock = threading.Lock()
         self._epoch, _, staged = resume_state if resume_state is not None else (0, "", pickle.dumps({}))
-        self._staged: Staged = pickle.loads(staged)
-        self._current = _EpochRows()
-        self._live = _EpochRows()  # provisional interval rows, written at the next poll
+        self._staged: Staged = _staged(staged)
+        self._current = _EpochRows(letter_out)
+        self._live = _EpochRows(letter_out)  # provisional interval rows, written at the next poll
         self._error: BaseException | None = None
         self._write_epochs_up_to(self._epoch)  # a resumed snapshot's staged epochs are committed
         self._stop = threading.Event()
@@ -152,7 +185,7 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
 
     def _write_live(self) -> None:
         with self._lock:
-            live, self._live = self._live.close(), _EpochRows()
+            live, self._live = self._live.close(), _EpochRows(self._letter_out)
             for table, rows in live.items():
                 self._writer.write(table, rows)
 
@@ -190,7 +223,7 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
         with self._lock:
             self._epoch += 1
             self._staged[self._epoch] = self._current.close()
-            self._current = _EpochRows()
+            self._current = _EpochRows(self._letter_out)
             telemetry.SINK_STAGED_ROWS.set(self._staged_rows())
             return (self._epoch, self._token, pickle.dumps(self._staged, protocol=pickle.HIGHEST_PROTOCOL))
 
@@ -236,6 +269,17 @@ class _RejectedRows:
 
     def __call__(self, table: str, error: BaseException, letter: DeadLetter) -> None:
         telemetry.record_rejected(table, error)
+        self._send(letter)
+
+    def unconvertible(self, letter: DeadLetter) -> None:
+        """A row the sink could not convert, dead-lettered: counted, and sent to the topic too."""
+        telemetry.DEAD_LETTERS_AFTER_ACCEPTANCE.labels(letter.reason).inc()
+        _log.error(
+            "a row could not be converted for ClickHouse, dead-lettered it", extra={"detail": letter.detail}
+        )
+        self._send(letter)
+
+    def _send(self, letter: DeadLetter) -> None:
         if self._kafka is None:
             return
         with self._lock:
@@ -315,7 +359,7 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
     ) -> _WriterPartition | _StagedPartition:
         self._step_id = step_id
         if self._recovery is None:
-            return _WriterPartition(self._writer())
+            return _WriterPartition(self._writer(), self._rejected.unconvertible)
         if resume_state is not None:
             _log.info("sink resumed", extra={"sink_epoch": resume_state[0], "step_id": step_id})
         partition = _StagedPartition(
@@ -324,6 +368,7 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
             resume_state,
             self._poll_seconds,
             self._token,
+            self._rejected.unconvertible,
         )
         self._partitions.append(partition)
         return partition
@@ -365,7 +410,7 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
         self._recovery.close()
         if snapshot is None or snapshot.state[1] != self._token:
             return 0
-        staged: Staged = pickle.loads(snapshot.state[2])
+        staged = _staged(snapshot.state[2])
         writer = self._writer()
         written = 0
         try:

@@ -1,7 +1,7 @@
 """The dead-letter topic: rejected input, for other tools to inspect and replay; its record format,
 producer and Bytewax sink.
 
-Value: JSON ``{reason, detail, tenant, source, origin, received_at, raw_base64, raw_size,
+Value: JSON ``{reason, detail, tenant, source, origin, part, received_at, raw_base64, raw_size,
 raw_sha256, truncated}`` (the original bytes survive any encoding). Headers repeat ``reason``,
 ``tenant`` and ``source`` so consumers can route without parsing. Key: the tenant, so one tenant's
 dead letters stay ordered in one partition.
@@ -35,7 +35,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 """librdkafka's default ``message.max.bytes``, below Kafka's default topic limit (1,048,588)."""
 
 MAX_TEXT_BYTES = 1024
-"""UTF-8 bytes kept of each text field (reason, detail, tenant, source, origin) of a truncated letter."""
+"""UTF-8 bytes kept of each text field (reason, detail, tenant, source, origin, part) of a truncated letter."""
 
 _OVERHEAD_BYTES = 1024
 """Room for the record's framing (librdkafka counts up to ~40 bytes of varints) with a wide margin."""
@@ -91,6 +91,7 @@ def _document(letter: DeadLetter, raw: bytes, size: int, digest: str, truncated:
         "tenant": _clean(letter.tenant),
         "source": _clean(letter.source),
         "origin": _clean(letter.origin),
+        "part": _clean(letter.part),
         "received_at": letter.received_at.isoformat(),
         "raw_base64": base64.b64encode(raw).decode("ascii"),
         "raw_size": size,
@@ -131,6 +132,7 @@ def message_parts(letter: DeadLetter, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
         tenant=_cut(letter.tenant),
         source=_cut(letter.source),
         origin=_cut(letter.origin),
+        part=_cut(letter.part),
     )
     empty = TopicMessage(
         orjson.dumps(_document(cut, b"", size, digest, truncated=True)),
@@ -162,6 +164,7 @@ def read(value: bytes) -> TopicLetter:
         tenant=data["tenant"],
         source=data["source"],
         origin=data["origin"],
+        part=data.get("part", ""),
     )
     return TopicLetter(
         letter,

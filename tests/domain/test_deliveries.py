@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from support.events import T0, event
 
 from stitchboard.deliveries import Delivery, split_record
@@ -38,3 +40,15 @@ def test_presence_becomes_rows_first_then_one_delivery_per_conversation() -> Non
 def test_a_record_of_conversation_events_only_is_its_deliveries() -> None:
     queued = event(EventType.QUEUED, 0, queue="sales")
     assert split_record([queued]) == [Delivery("acme", "c1", (queued,))]
+
+
+def test_a_delivery_carries_its_record_and_the_earlier_of_its_receive_times() -> None:
+    """The envelope's ``received_at`` (the events' ingest time) or the transport's, whichever is
+    earlier: a record claiming a later receive time than its transport gave it is not trusted."""
+    queued = event(EventType.QUEUED, 0, conversation="c1", queue="sales")
+    [delivery] = split_record([queued], b"raw", "raw/0/7", queued.ingest_time - timedelta(hours=1))
+    assert (delivery.raw, delivery.origin) == (b"raw", "raw/0/7")
+    assert delivery.received_at == queued.ingest_time - timedelta(hours=1)
+    [later] = split_record([queued], b"raw", "raw/0/7", queued.ingest_time + timedelta(hours=1))
+    assert later.received_at == queued.ingest_time
+    assert Delivery("acme", "c1", (queued,)).received_at == queued.ingest_time

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from stitchboard.contributions import ContributionKey, Delta, TenantFeed
+from stitchboard.deadletters import RecordRef
 from stitchboard.interval_book import BEYOND_HORIZON, IntervalBook
 from stitchboard.rows import IntervalRow, RestatementRow
 from stitchboard.settings import TenantSettings, TimingSettings
@@ -87,3 +91,53 @@ def test_the_timer_and_the_end_of_input_publish_what_is_due() -> None:
     assert [(r.status, r.metrics["offered"]) for r in drained.rows if isinstance(r, IntervalRow)] == [
         ("final", 2)
     ]
+
+
+def received(arrival: int, when: datetime, received_at: datetime, value: int = 1) -> TenantFeed:
+    """A delivery of a record received at ``received_at`` (as the stitcher names it)."""
+    record = RecordRef(f"raw/0/{arrival}", f"{arrival:064x}", received_at, "webhook")
+    return replace(feed(arrival, when, value), conversation_id=f"c{arrival}", record=record)
+
+
+def test_a_future_dated_delivery_moves_the_watermark_only_to_its_receive_time_plus_the_lead() -> None:
+    """Issue #13 seen #1: a record dated 2099 among a valid day; the later valid ones still count."""
+    subject = book()  # horizon 2 days, lead 60 s
+    subject.receive(received(0, at(8, 5), at(8, 6)), NOW)
+    outlier = subject.receive(
+        received(1, datetime(2099, 6, 1, tzinfo=UTC), at(8, 7)), NOW + timedelta(seconds=1)
+    )
+    assert outlier.dead_letters == []
+    assert subject.watermark == at(8, 7)  # 08:07 received + 60 s lead - 60 s out-of-orderness
+    later = subject.receive(received(2, at(8, 9), at(8, 10)), NOW + timedelta(seconds=2))
+    assert later.dead_letters == [] and subject.dropped_beyond_horizon == 0
+    drained = subject.end_of_input(NOW + timedelta(seconds=3), drain=True)
+    finals = {(r.interval_start, r.metrics["offered"]) for r in drained.rows if isinstance(r, IntervalRow)}
+    assert finals == {(at(8, 0), 2), (datetime(2099, 6, 1, tzinfo=UTC), 1)}
+
+
+def test_a_poisoned_watermark_restored_from_a_snapshot_is_repaired() -> None:
+    """State written before the bound: the watermark at 2099, observed on 1 June at 08:07."""
+    subject = book()
+    subject.receive(received(0, at(8, 5), at(8, 6)), at(8, 6))
+    state = subject.snapshot()
+    state["watermark"] = (datetime(2099, 6, 1, tzinfo=UTC), at(8, 7), datetime(2099, 6, 1, tzinfo=UTC))
+    restart = at(8, 7) + timedelta(seconds=10)
+    restored = IntervalBook.restore("acme", TenantSettings(), TIMING, ("offered",), state, restart)
+    assert restored.watermark_repaired
+    assert restored.watermark == at(8, 7)
+    later = restored.receive(received(1, at(8, 7), at(8, 7)), restart)
+    assert later.dead_letters == [] and restored.dropped_beyond_horizon == 0
+    healthy = IntervalBook.restore("acme", TenantSettings(), TIMING, ("offered",), subject.snapshot(), at(9))
+    assert not healthy.watermark_repaired
+
+
+def test_a_delivery_the_book_cannot_take_leaves_it_as_it_was() -> None:
+    """Deltas are checked and placed before anything changes: a bad one fails the whole delivery."""
+    subject = book()
+    subject.receive(feed(0, at(8, 5)), NOW)
+    before = subject.snapshot()
+    good = Delta("acme", ContributionKey("sales", "voice", "offered", at(8, 9)), 1, "queued")
+    bad = Delta("acme", ContributionKey("sales", "voice", "no_such_metric", at(8, 9)), 1, "queued")
+    with pytest.raises(ValueError, match="unknown metric"):
+        subject.receive(TenantFeed("acme", 1, at(23), at(23), [good, bad]), NOW + timedelta(seconds=1))
+    assert subject.snapshot() == before  # not even the watermark moved

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 from support.events import event
 
+from stitchboard import shards as shards_module
 from stitchboard.contributions import ContributionKey
 from stitchboard.deliveries import Delivery, deliveries
 from stitchboard.events import EventType
@@ -117,3 +118,37 @@ def test_a_restored_shard_keeps_its_conversations_and_their_retention() -> None:
     again = restored.apply([(1, Delivery("acme", "a", call("a")))], TENANT, now=120.0)
     assert again.results == Counter({AddResult.DUPLICATE: 2, AddResult.APPLIED: 2})
     assert again.conversations["a"].ended
+
+
+def test_a_delivery_the_stitcher_fails_on_is_dead_lettered_and_its_conversation_kept_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue #13 deliver 1: the failure comes after the events were added; the state before them
+    comes back, the record is dead-lettered with its bytes and its feed moves nothing."""
+    events = call()
+    shard = ConversationShard(3600, 86400)
+    shard.apply([(0, Delivery("acme", "c1", events[:2], b"first", "raw/0/1"))], TENANT, now=0.0)
+    real = shards_module.stitch_group
+
+    def failing(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)  # type: ignore[arg-type]
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(shards_module, "stitch_group", failing)
+    out = shard.apply([(1, Delivery("acme", "c1", events[2:], b"second", "raw/0/2"))], TENANT, now=5.0)
+    [letter] = out.dead_letters
+    assert (letter.reason, letter.raw, letter.origin, letter.part) == (
+        "internal_error",
+        b"second",
+        "raw/0/2",
+        "stitch conversation c1",
+    )
+    assert letter.detail == "stitch: RuntimeError: boom"
+    [feed] = out.feeds
+    assert (feed.arrival, feed.earliest, feed.latest, feed.deltas) == (1, None, None, [])
+    assert out.conversations == {}
+    state = shard.get("c1")
+    assert state is not None and len(state) == 2 and state.touched_at == 5.0  # its events as before
+    monkeypatch.setattr(shards_module, "stitch_group", real)
+    again = shard.apply([(2, Delivery("acme", "c1", events[2:], b"second", "raw/0/3"))], TENANT, now=6.0)
+    assert again.dead_letters == [] and again.feeds[0].deltas  # the same record, re-sent, applies

@@ -227,7 +227,8 @@ def test_an_agents_handling_without_a_leg_goes_to_that_agents_answered_leg() -> 
     state, outcomes = deliver([[item] for item in events])
     legs = {leg.leg_id: leg for leg in state.conversation().legs}
     assert legs["l1"].transfer_kind == "consult" and legs["l2"].transfer_kind is None
-    assert legs["agent:carl"].hold_ms == 5_000 and legs["agent:carl"].answered_at is None
+    # never answered, so no talk to hold within (issue #13, seen 8): no hold time either
+    assert legs["agent:carl"].hold_ms == 0 and legs["agent:carl"].answered_at is None
     assert figures(net(outcomes)).get("hold_ms", 0) == 0
     assert conversation_row(state.conversation(), NOW, TENANT).legs == 2
 

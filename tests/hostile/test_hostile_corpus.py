@@ -144,12 +144,15 @@ def test_hostile_records_are_dead_lettered_with_reasons_and_the_books_balance(
         assert (case["file"], reason) == (case["file"], case["reason"])
         assert case["detail"] in detail, (case["file"], detail)
         assert origin.startswith("events.jsonl@")
-    conflicts = [(detail, raw) for reason, detail, raw, _ in letters if reason == "event_conflict"]
-    assert len(conflicts) == 1
-    detail, raw = conflicts[0]
-    event = orjson.loads(raw)
-    assert (event["conversation_id"], event["queue"]) == ("hostile-conv-2", "sales")
-    assert event["event_id"] in detail
+    conflicts = [
+        (detail, raw, origin) for reason, detail, raw, origin in letters if reason == "event_conflict"
+    ]
+    [(detail, raw, origin)] = conflicts
+    resend = (CORPUS / "31_conflict_resend.bin").read_bytes()
+    assert raw == resend  # the record's bytes, as received (issue #13 seen #7)
+    assert origin == f"events.jsonl@{_offset(events, stream.index(resend))}"
+    assert orjson.loads(raw)["payload"]["conversation_id"] == "hostile-conv-2"
+    assert "sequence" in detail
     assert len(letters) == len(record_cases) + 1  # every dead letter is accounted for, none extra
 
     queue = chdb_client.query(
@@ -160,3 +163,8 @@ def test_hostile_records_are_dead_lettered_with_reasons_and_the_books_balance(
         0
     ]
     assert stitched >= len({orjson.loads(g)["payload"].get("conversation_id") for g in good} - {None})
+
+
+def _offset(path: Path, line: int) -> int:
+    """The byte offset of line ``line`` of a replay file: the origin the replay source gives it."""
+    return sum(len(text) for text in path.read_bytes().splitlines(keepends=True)[:line])

@@ -13,8 +13,8 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from stitchboard import tables
-from stitchboard.deadletters import DeadLetter
-from stitchboard.rows import AgentStateRow, RestatementRow
+from stitchboard.deadletters import INTERNAL_ERROR, DeadLetter
+from stitchboard.rows import AgentStateRow, IntervalRow, RestatementRow
 from stitchboard.settings import ClickHouseSettings, KafkaSettings
 from stitchboard.sinks.clickhouse import REJECTED_REASON, ClickHouseWriter, row_bytes, to_columns
 from stitchboard.sinks.clickhouse_sink import ClickHouseSink
@@ -259,3 +259,45 @@ def test_a_refused_row_also_reaches_the_dead_letter_topic(
     (stored,) = letters(chdb_client, fresh_database, REJECTED_REASON)
     assert (letter.reason, letter.raw, letter.tenant) == (REJECTED_REASON, stored["raw"], "acme")
     assert count(chdb_client, fresh_database, "interval_restatements") == 1
+
+
+def test_a_row_the_sink_cannot_convert_is_dead_lettered_and_the_batch_goes_on(
+    kafka: Kafka, chdb_client: Client, fresh_database: str
+) -> None:
+    """Issue #13 deliver 1: an interval row with a metric the table has no column for cannot become
+    columns. It is an ``internal_error`` letter (table and topic) holding the row; the rest lands."""
+    topic = kafka.create_topic()
+    sink = ClickHouseSink(
+        lambda: chdb_client,
+        ClickHouseSettings(dsn="chdb://unused", database=fresh_database),
+        dead_letter_topic=KafkaSettings(brokers=[kafka.bootstrap], dead_letter_topic=topic),
+    )
+    unconvertible = IntervalRow(
+        tenant="acme",
+        queue="sales",
+        channel="voice",
+        interval_minutes=15,
+        interval_start=T0,
+        interval_end=T0 + timedelta(minutes=15),
+        local_start="2026-03-29T00:45:00+00:00",
+        local_date=T0.date(),
+        time_zone="Europe/London",
+        status="final",
+        version=1 << 32,
+        metrics={"no_such_metric": 1},
+    )
+    part = sink.build_part("clickhouse_out", "clickhouse", None)
+    part.write_batch([restatement(1), unconvertible, restatement(2)])
+    part.close()
+    sink.finish()
+    assert count(chdb_client, fresh_database, "interval_restatements") == 2
+    (stored,) = letters(chdb_client, fresh_database, INTERNAL_ERROR)
+    assert (
+        stored["detail"]
+        == "clickhouse_sink: ValueError: interval_metrics: metrics without a column: ['no_such_metric']"
+    )
+    assert (stored["tenant"], stored["origin"]) == ("acme", "clickhouse/IntervalRow")
+    document = orjson.loads(stored["raw"])
+    assert (document["type"], document["row"]["metrics"]) == ("IntervalRow", {"no_such_metric": 1})
+    (message,) = kafka.consume(topic, expected=1)
+    assert decode(message.value()).raw == stored["raw"]

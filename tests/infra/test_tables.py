@@ -66,6 +66,48 @@ def test_migration_adds_a_metric_column_missing_from_an_older_table(
     assert _table_columns(chdb_client, fresh_database, "interval_metrics")[-1] == newest
 
 
+_LETTER_COLUMNS = "reason, detail, raw, tenant, source, origin, part, received_at"
+_BEFORE_PART = """CREATE TABLE `{db}`.dead_letters (
+    reason LowCardinality(String), detail String, raw String, tenant LowCardinality(String),
+    source LowCardinality(String), origin String, received_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(received_at)
+ORDER BY (tenant, reason, origin, cityHash64(raw))"""
+
+
+def _letters(client: Client, database: str, parts: list[str]) -> int:
+    """Insert one letter per part (same tenant, reason, origin and bytes); the rows FINAL keeps."""
+    at = datetime(2026, 3, 29, tzinfo=UTC)
+    rows = [("event_conflict", "d", b"{}", "acme", "webhook", "raw/0/7", part, at) for part in parts]
+    client.insert("dead_letters", rows, column_names=_LETTER_COLUMNS.split(", "), database=database)
+    return int(client.query(f"SELECT count() FROM `{database}`.dead_letters FINAL").result_rows[0][0])
+
+
+def test_distinct_letters_of_one_record_never_merge(chdb_client: Client, fresh_database: str) -> None:
+    """Issue #13 seen #7: two conflicting events of one record are two rows; a replay is one."""
+    assert (
+        _letters(chdb_client, fresh_database, ["conversation c event 0 e0", "conversation c event 1 e1"]) == 2
+    )
+    assert _letters(chdb_client, fresh_database, ["conversation c event 0 e0"]) == 2
+
+
+def test_migration_extends_the_dead_letter_key_of_an_older_table(chdb_client: Client) -> None:
+    database = "migrate_dead_letters"
+    chdb_client.command(f"DROP DATABASE IF EXISTS `{database}`")
+    chdb_client.command(f"CREATE DATABASE `{database}`")
+    try:
+        chdb_client.command(_BEFORE_PART.format(db=database))
+        init_db(chdb_client, database)
+        init_db(chdb_client, database)  # idempotent
+        key = chdb_client.query(
+            "SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = 'dead_letters'",
+            parameters={"db": database},
+        ).result_rows
+        assert key == [("tenant, reason, origin, cityHash64(raw), part",)]
+        assert _letters(chdb_client, database, ["a", "b"]) == 2
+    finally:
+        chdb_client.command(f"DROP DATABASE IF EXISTS `{database}`")
+
+
 def _table_columns(client: Client, database: str, table: str) -> list[str]:
     return list(
         client.query(
@@ -91,7 +133,7 @@ def test_partition_keys_come_from_the_ddl_and_agree_with_clickhouse(
     rows = {  # table → (rows in the order of their last column, that column)
         "agent_states": ([("acme", "a1", "away", at, f"e{i}") for i, at in enumerate(instants)], "event_id"),
         "dead_letters": (
-            [("r", "d", b"x", "acme", "s", f"o{i}", at) for i, at in enumerate(instants)],
+            [("r", "d", b"x", "acme", "s", f"o{i}", "", at) for i, at in enumerate(instants)],
             "origin",
         ),
     }
@@ -122,3 +164,18 @@ def test_a_partition_expression_the_sink_cannot_evaluate_is_refused() -> None:
     unknown = dataclasses.replace(tables.table("agent_states"), partition_by="toStartOfWeek(at)")
     with pytest.raises(ValueError, match="toStartOfWeek"):
         tables.partition_function(unknown)
+
+
+def test_rows_staged_before_columns_were_added_are_brought_to_the_current_columns() -> None:
+    """A recovery snapshot written by the previous release stages dead letters without ``part``
+    (and conversations without ``path``): resuming from it writes them with those columns empty."""
+    at = datetime(2026, 3, 29, tzinfo=UTC)
+    staged = ("event_conflict", "d", b"{}", "acme", "webhook", "raw/0/7", at)
+    assert tables.current_row("dead_letters", staged) == (*staged[:6], "", at)
+    current = (*staged[:6], "conversation c event 0 e0", at)
+    assert tables.current_row("dead_letters", current) == current
+    with pytest.raises(ValueError, match="fit neither"):
+        tables.current_row("dead_letters", staged[:5])
+    conversation = tables.columns("conversations")
+    older = tuple(range(len(conversation) - 1))
+    assert tables.current_row("conversations", older)[conversation.index("path")] == ()

@@ -23,7 +23,7 @@ from stitchboard.rows import (
 from stitchboard.settings import JourneySettings, TenantSettings, TimingSettings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-NOW = datetime(2026, 3, 20, tzinfo=UTC)
+NOW = datetime(2026, 6, 1, tzinfo=UTC)  # system time: after every row (as in a replay)
 WEEK = timedelta(days=7)
 TIMING = TimingSettings(out_of_orderness_seconds=60, allowed_lateness_seconds=600)
 
@@ -270,3 +270,34 @@ def test_a_retraction_repeats_the_published_row_and_a_restored_state_continues_t
     retraction = next(r for r in engagements(rest) if r.engagement_id == "b" and r.deleted)
     (before,) = [r for r in engagements(published) if r.engagement_id == "b"]
     assert retraction == replace(before, version=retraction.version, deleted=1, updated_at=later)
+
+
+def test_a_future_dated_conversation_does_not_close_every_window() -> None:
+    """Issue #13 seen #1: a record dated 2099 moves the journeys' watermark only to its receive
+    time plus the lead; later contacts of the day are still taken, not dropped as too late."""
+    state = journeys()
+    state.apply(row("a", T0, keys=("phone:1",)), NOW, T0 + timedelta(minutes=11))
+    state.apply(
+        row("x", datetime(2099, 6, 1, tzinfo=UTC), keys=("phone:9",)), NOW, T0 + timedelta(minutes=12)
+    )
+    assert state.complete_before == T0 + timedelta(minutes=12, seconds=60 - 60 - 600)
+    out = state.apply(
+        row("b", T0 + timedelta(hours=1), keys=("phone:1",)), NOW, T0 + timedelta(hours=1, minutes=11)
+    )
+    assert state.too_late == 0
+    assert current(out)["a"].conversation_ids == ("a", "b")
+
+
+def test_a_restored_watermark_beyond_the_clock_is_repaired() -> None:
+    state = journeys()
+    state.apply(
+        row("x", datetime(2099, 6, 1, tzinfo=UTC), keys=("phone:9",)), datetime(2099, 7, 1, tzinfo=UTC)
+    )
+    restored = pickle.loads(pickle.dumps(state))
+    del restored.__dict__["_lead"]  # as a snapshot written before the bound holds it
+    assert restored.resumed(TIMING, NOW) is True
+    assert restored.complete_before == NOW + timedelta(seconds=60 - 60 - 600)
+    recent = NOW - timedelta(hours=1)  # a contact of today: taken again once repaired
+    restored.apply(row("a", recent, keys=("phone:1",)), NOW, recent + timedelta(minutes=11))
+    assert restored.too_late == 0
+    assert journeys().resumed(TIMING, NOW) is False
