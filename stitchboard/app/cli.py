@@ -160,7 +160,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _load_settings(args)
     if args.replay is not None and not args.replay.is_file():
         raise UsageError(f"replay file {str(args.replay)!r} does not exist: check the --replay path")
-    _clickhouse(settings).close()  # an unreachable server is one line here, before the flow starts
+    if settings.clickhouse.dsn.startswith("chdb:"):
+        _clickhouse(settings).close()  # the embedded engine opens or not: one line here if not
+    # A ClickHouse server (and Kafka) the run waits for, not ready, up to health.unreachable_exit_seconds.
     run(
         settings,
         replay=args.replay,
