@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stitchboard import __version__
-from stitchboard.app.errors import SettingsOrigin, UsageError, UserError, describe, detail
+from stitchboard.app.errors import SettingsOrigin, UsageError, UserError, describe, detail, error_line
 from stitchboard.redaction import is_credential_key, redact, remember, remember_dsn
 from stitchboard.settings import Settings
 from stitchboard.synthetic.dataset import DEMO_TENANTS, FaultProfile, build_dataset, write_dataset
@@ -350,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         failure = describe(exc, _origin(args))
         if failure.unexpected and args.traceback:
             print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
-        print(redact(f"stitchboard {args.command}: error: {failure.message}"), file=sys.stderr, flush=True)
+        print(redact(error_line(args.command, failure.message)), file=sys.stderr, flush=True)
         return failure.exit_status
 
 

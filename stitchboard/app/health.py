@@ -12,13 +12,18 @@ watch that ends the run when Kafka or ClickHouse stays unreachable.
 - ``/metrics``: Prometheus' own WSGI app. Every other path is 404.
 
 The watch probes the dependencies every ``health.check_seconds``; one unreachable for
-``health.unreachable_exit_seconds`` (at start or later) sets the stop flag, so the flow ends its
-input, snapshots and stops, and the run then fails with one line naming the dependency.
+``health.unreachable_exit_seconds`` ends the run with one line naming it and exit status 1. Before
+the flow starts, the runner raises it (the CLI prints the line). Once the flow runs, the process
+exits at once (``on_failure``): a clean stop cannot complete without the dependency (the sink
+retries ClickHouse, dead letters wait for the brokers, ~30-50 s, and Bytewax then aborts with a
+panic), and nothing is lost by not stopping cleanly: a restart resumes from the last committed
+snapshot, at most ``snapshot_seconds`` old, as after a crash.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -176,8 +181,9 @@ class ClickHouseProbe:
     def check(self) -> None:
         client = self._client
         if client is None:
+            seconds = max(1, math.ceil(self._timeout))  # the client takes whole seconds
             client = clickhouse_connect.get_client(
-                dsn=self._dsn, connect_timeout=self._timeout, send_receive_timeout=self._timeout
+                dsn=self._dsn, connect_timeout=seconds, send_receive_timeout=seconds
             )
             self._client = client
         if not client.ping():
@@ -220,8 +226,9 @@ class _Progress:
 
 
 class HealthMonitor:
-    """Probes the dependencies on a thread, answers readiness, and stops the run (``stop``) when
-    one stays unreachable past the bound, keeping the error for the runner (``failure``)."""
+    """Probes the dependencies on a thread and answers readiness. When one stays unreachable past
+    the bound it keeps the error (``failure``), calls ``on_failure`` with it if the flow is running
+    (the runner exits there), and sets ``stop`` (which ends a wait for the dependencies)."""
 
     def __init__(
         self,
@@ -229,12 +236,14 @@ class HealthMonitor:
         stop: StopFlag,
         probes: Iterable[Probe] = (),
         *,
+        on_failure: Callable[[UserError], None] | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.bounds = bounds
         self._stop = stop
         self._probes = list(probes)
         self._clock = clock
+        self._on_failure = on_failure
         self._lock = threading.Lock()
         self._states: dict[str, Reachability | None] = {probe.name: None for probe in self._probes}
         self._phase: Phase = "starting"
@@ -322,9 +331,11 @@ class HealthMonitor:
         ):
             self.failure = UserError(probe.failure(down_for, error))
             _log.error(
-                "dependency unreachable too long, stopping",
+                "dependency unreachable too long, ending the run",
                 extra={"dependency": probe.name, "seconds": round(down_for, 1), "error": error},
             )
+            if self._phase == "running" and self._on_failure is not None:
+                self._on_failure(self.failure)
             self._stop.set(f"{probe.name} unreachable for {down_for:.0f} s")
 
     def _loop(self) -> None:

@@ -1,18 +1,21 @@
 """Assemble and execute the flow for a run: inputs, sinks, workers, recovery, health endpoint.
 
-A run ends when its input does (a replay, ``--until-eof``) or when asked to stop: SIGTERM, or a
-dependency unreachable for ``health.unreachable_exit_seconds`` (``stitchboard.app.health``). A
-stop ends every input partition at its next poll (``stitchboard.flows.sources.StopFlag``), so the
-flow finishes its epoch as at the end of a bounded input: positions and state are snapshotted,
-the epoch is committed and the sink writes its staged rows; a restart resumes there. A stopped
-run never drains (finalises) intervals: it is not the end of the data.
+A run ends when its input does (a replay, ``--until-eof``), on SIGTERM, or when a dependency
+stays unreachable for ``health.unreachable_exit_seconds`` (``stitchboard.app.health``: one error
+line, exit status 1). SIGTERM ends every input partition at its next poll
+(``stitchboard.flows.sources.StopFlag``), so the flow finishes its epoch as at the end of a bounded
+input: positions and state are snapshotted, the epoch is committed and the sink writes its staged
+rows; a restart resumes there. A stopped run never drains (finalises) intervals: it is not the end
+of the data.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +30,7 @@ from bytewax.run import cli_main
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from stitchboard import telemetry
-from stitchboard.app.errors import UserError, detail
+from stitchboard.app.errors import UserError, detail, error_line
 from stitchboard.app.health import HealthMonitor, HealthServer, probes_for
 from stitchboard.flows.contact_centre import RecordInput, build_flow
 from stitchboard.flows.sources import (
@@ -195,6 +198,13 @@ def _failed(exc: Exception, settings: Settings, monitor: HealthMonitor) -> Excep
     return exc
 
 
+def _exit_at_once(failure: UserError) -> None:
+    """End the process with the failure's line, as the CLI prints it (``HealthMonitor``'s
+    docstring says why not cleanly); the monitor's thread calls it while the flow runs."""
+    print(redact(error_line("run", str(failure))), file=sys.stderr, flush=True)
+    os._exit(failure.exit_status)
+
+
 def run(
     settings: Settings,
     *,
@@ -204,11 +214,12 @@ def run(
     until_eof: bool = False,
     progress: Progress | None = None,
 ) -> None:
-    """Run the flow until its input ends (a replay, ``until_eof``), forever (Kafka), or until asked
-    to stop (SIGTERM: returns once the stop is complete; a dependency unreachable too long: raises
-    ``UserError`` naming it). Serves ``/metrics``, ``/healthz`` and ``/readyz`` on
+    """Run the flow until its input ends (a replay, ``until_eof``), forever (Kafka), or SIGTERM
+    (returns once the stop is complete). Serves ``/metrics``, ``/healthz`` and ``/readyz`` on
     ``settings.metrics_port`` when it is set. Waits (not ready) for Kafka and ClickHouse before
-    creating the tables and starting the flow.
+    creating the tables and starting the flow; one unreachable for
+    ``health.unreachable_exit_seconds`` raises ``UserError`` naming it before the flow starts,
+    and ends the process with that line (exit status 1) once it runs.
     """
     stop = StopFlag()
     bounds = settings.health
@@ -216,7 +227,7 @@ def run(
     probes = probes_for(kafka, settings.clickhouse.dsn, bounds.check_seconds)
     with (
         _stop_on_sigterm(stop),
-        HealthMonitor(bounds, stop, probes) as monitor,
+        HealthMonitor(bounds, stop, probes, on_failure=_exit_at_once) as monitor,
         _served(settings.metrics_port, monitor),
     ):
         if not monitor.wait_for_dependencies():
