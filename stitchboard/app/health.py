@@ -345,7 +345,7 @@ class HealthMonitor:
         while not self._closed.wait(0.1):
             if self._stop.is_set() and not stop_logged:
                 stop_logged = True
-                _log.info("stop requested: ending the input", extra={"reason": self._stop.reason})
+                _log.info("stop requested", extra={"reason": self._stop.reason})
             if self._clock() >= next_check:
                 self.check_once()
                 next_check = self._clock() + self.bounds.check_seconds

@@ -203,3 +203,7 @@ def test_a_clickhouse_that_never_answers_is_not_ready_then_one_line(
     )
     assert "Connection refused" in line and "check clickhouse.dsn" in line
     assert PASSWORD not in flow.stderr.read_text(encoding="utf-8")
+    client_lines = Counter(
+        line["logger"] for line in flow.logs() if line["logger"].startswith(("clickhouse_connect", "urllib3"))
+    )
+    assert client_lines and max(client_lines.values()) <= 5, client_lines  # JSON, rate-limited
