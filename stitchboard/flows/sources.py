@@ -4,13 +4,14 @@ Kafka is the production source; a replay file (``stitchboard.replay_file``: JSON
 of base64 raw records, so even non-UTF-8 input survives) serves the demo, benchmarks and tests.
 Both are Bytewax fixed-partitioned sources, so their read positions live in the recovery store.
 
-A run stops cleanly by ending its input: Bytewax 0.21 has no stop call, but a partition whose
-``next_batch`` raises ``StopIteration`` is at its end, and once every partition is, the flow
-finishes as a bounded input does: each partition's position is snapshotted as it ends (Bytewax
-does so at EOF "as if this partition would have lived to the next epoch interval"), every step
-gets its end of input, the sinks close and the last epoch is committed. So ``StopFlag`` set (on
-SIGTERM, or when a dependency stayed unreachable) makes every partition of a ``stoppable`` source
-end at its next poll, and a restart resumes exactly where the stopped run ended.
+A run stops cleanly by ending its input. Bytewax 0.21 has no stop call (bytewax/bytewax#268
+proposes this very approach), but a partition whose ``next_batch`` raises ``StopIteration`` is at
+its end, and once every partition is, the flow finishes as a bounded input does: each partition's
+position is snapshotted as it ends (Bytewax does so at EOF "as if this partition would have lived
+to the next epoch interval"), every step gets its end of input, the sinks close and the last
+epoch is committed. So a set ``StopFlag`` (SIGTERM) makes every partition of a
+``StoppableSource`` end at its next poll, and a restart resumes exactly where the stopped run
+ended.
 """
 
 from __future__ import annotations
