@@ -191,8 +191,8 @@ def _failed(exc: Exception, settings: Settings, monitor: HealthMonitor) -> Excep
             )
         if isinstance(cause, ClickHouseError):
             return UserError(
-                f"writing to ClickHouse at {redact(settings.clickhouse.dsn)} failed after "
-                f"clickhouse.max_retries retries ({detail(cause)}): check that the server is up and "
+                f"writing to ClickHouse at {redact(settings.clickhouse.dsn)} failed ({detail(cause)}; "
+                "retried clickhouse.max_retries times if transient): check that the server is up and "
                 "accepts inserts; a restart resumes from the last snapshot and loses nothing"
             )
     return exc
@@ -251,7 +251,14 @@ def _run_flow(
     progress: Progress | None,
 ) -> None:
     tune_gc()
-    init_db(connect(settings.clickhouse.dsn), settings.clickhouse.database)
+    dsn = settings.clickhouse.dsn
+    try:
+        init_db(connect(dsn), settings.clickhouse.database)
+    except (ClickHouseError, OSError) as exc:
+        raise UserError(
+            f"cannot create the tables in ClickHouse at {redact(dsn)} ({detail(exc)}): check that the "
+            "server is up and that the user may create tables (`stitchboard init-db` shows the same)"
+        ) from exc
     sink = clickhouse_sink(settings, dead_letter_topic=replay is None)
     flow = make_flow(
         settings,
@@ -275,6 +282,7 @@ def _run_flow(
         },
     )
     monitor.mark_running()
+    read_before = telemetry.counter_total(telemetry.RECORDS_IN)
     try:
         cli_main(
             flow,
@@ -285,7 +293,7 @@ def _run_flow(
         written = sink.finish()
     except Exception as exc:
         raise _failed(exc, settings, monitor) from exc
-    records_in = telemetry.counter_total(telemetry.RECORDS_IN)
+    records_in = telemetry.counter_total(telemetry.RECORDS_IN) - read_before  # by this run
     if stop.is_set():
         _log.info(
             "flow stopped",
