@@ -81,12 +81,14 @@ def kafka_records() -> Iterator[list[logging.LogRecord]]:
             records.append(record)
 
     logger = logging.getLogger(KAFKA_CLIENT_LOGGER)
-    handler, level = Keep(), logger.level
+    handler, level, propagate = Keep(), logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # only this test's handler, whatever configured ``stitchboard`` before
     yield records
     logger.removeHandler(handler)
     logger.setLevel(level)
+    logger.propagate = propagate
 
 
 def test_a_client_made_from_the_settings_logs_through_the_logger_not_stderr(
@@ -101,7 +103,9 @@ def test_a_client_made_from_the_settings_logs_through_the_logger_not_stderr(
     consumer.close()
     assert kafka_records, "no librdkafka line reached the logger"
     assert any("Connection refused" in r.getMessage() for r in kafka_records)
-    assert "rdkafka" not in capfd.readouterr().err  # nothing printed around the logger
+    assert (
+        "rdkafka" not in capfd.readouterr().err
+    )  # librdkafka printed nothing itself ("%3|…|FAIL|rdkafka#…")
 
 
 def test_configured_clickhouse_client_warnings_are_json_and_rate_limited() -> None:
@@ -111,14 +115,14 @@ def test_configured_clickhouse_client_warnings_are_json_and_rate_limited() -> No
     ]
     assert isinstance(handler, logging.StreamHandler)
     stream = io.StringIO()
-    previous = handler.setStream(stream)
+    previous, handler.stream = handler.stream, stream  # (setStream would flush a stream pytest closed)
     try:
         logger = logging.getLogger("clickhouse_connect.driver.test")
         for _ in range(20):
             logger.warning("Unexpected Http Driver Exception")
         logger.info("below warning: not shown")
     finally:
-        handler.setStream(previous)
+        handler.stream = previous
     lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
     assert len(lines) == 5
     assert {(line["level"], line["logger"], line["msg"]) for line in lines} == {
