@@ -261,6 +261,24 @@ class TenantAccessSettings(BaseModel):
         return {tenant: digest.lower() for tenant, digest in value.items()}
 
 
+class HealthSettings(BaseModel):
+    """What ``/readyz`` tolerates and when an unreachable dependency ends the process
+    (docs/operations.md, *Health and shutdown*)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Kafka or ClickHouse unreachable this long (at start or while running): the process stops
+    # with one error line and exit status 1, so the orchestrator restarts it and alerts see it.
+    unreachable_exit_seconds: float = Field(default=300.0, gt=0)
+    # How often the brokers and ClickHouse are probed; each probe waits at most this long too.
+    check_seconds: float = Field(default=5.0, gt=0)
+    # Inserts failing (retrying) this long without a success: not ready.
+    sink_failing_seconds: float = Field(default=60.0, gt=0)
+    # Records accepted this long without any tenant's watermark advancing, or the input not
+    # polled this long (a wedged worker): not ready.
+    progress_seconds: float = Field(default=300.0, gt=0)
+
+
 DSN_SCHEMES = ("chdb", "http", "https")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
@@ -328,6 +346,7 @@ class Settings(BaseSettings):
     conversation_limits: ConversationLimits = Field(default_factory=ConversationLimits)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     recovery_dir: Path | None = None
     snapshot_seconds: int = Field(default=10, ge=1)
     # Conversations per tenant are stitched in this many shards (the unit of parallelism across

@@ -12,6 +12,12 @@ table; only a letter replayed after a crash is counted again and kept once).
 Watermarks are per tenant (one interval book per tenant, fed in per-tenant arrival order), not per
 Kafka partition: a tenant's records are spread over partitions, so a per-partition event-time lag
 would not say when that tenant's intervals finalise. The lag gauge is therefore labelled by tenant.
+
+``VITALS`` is what ``/readyz`` reads of the flow itself (stitchboard.app.health): when the input was
+last polled, since when inserts have been failing, whether watermarks advance. Client libraries'
+own log lines (librdkafka through ``KAFKA_CLIENT_LOGGER``, clickhouse-connect and urllib3) go
+through the same JSON formatter, rate-limited: a broker that is down makes librdkafka log about 19
+lines a second.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from __future__ import annotations
 import logging
 import platform
 import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
@@ -79,21 +89,88 @@ BUILD.info({"version": __version__, "python": platform.python_version(), "bytewa
 
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
+KAFKA_CLIENT_LOGGER = "stitchboard.kafka"
+"""Every confluent-kafka client of the flow logs here (its ``logger`` setting), not to raw stderr."""
+LIBRARY_LOGGERS = ("clickhouse_connect", "urllib3")
+"""Loggers of the ClickHouse client and its HTTP pool, shown from warnings up."""
+
+
+@dataclass(frozen=True, slots=True)
+class VitalSigns:
+    """A consistent reading of ``Vitals`` (monotonic seconds; None: never happened)."""
+
+    last_poll: float | None
+    sink_failing_since: float | None
+    watermark_advances: int
+
+
+class Vitals:
+    """Signs of life of the running flow, written by its threads and read by the health check."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_poll: float | None = None
+        self._failing_since: float | None = None
+        self._advances = 0
+        self._watermarks: dict[str, datetime] = {}
+
+    def input_polled(self) -> None:
+        """An input partition was asked for records (whether it had any or not)."""
+        self._last_poll = self._clock()
+
+    def insert_succeeded(self) -> None:
+        with self._lock:
+            self._failing_since = None
+
+    def insert_failed(self) -> None:
+        with self._lock:
+            if self._failing_since is None:
+                self._failing_since = self._clock()
+
+    def watermark(self, tenant: str, watermark: datetime) -> None:
+        """A tenant's book published at ``watermark``; counts an advance when it moved forward."""
+        with self._lock:
+            previous = self._watermarks.get(tenant)
+            if previous is None or watermark > previous:
+                self._watermarks[tenant] = watermark
+                self._advances += 1
+
+    def read(self) -> VitalSigns:
+        with self._lock:
+            return VitalSigns(self._last_poll, self._failing_since, self._advances)
+
+
+VITALS = Vitals()
+
 
 def record_insert(table: str, rows: int, seconds: float) -> None:
     """``ClickHouseWriter`` callback: one successful insert."""
     SINK_BATCH_SECONDS.labels(table).observe(seconds)
     SINK_ROWS.labels(table).inc(rows)
     SINK_LAST_WRITE.labels(table).set_to_current_time()
+    VITALS.insert_succeeded()
 
 
 def record_retry(table: str, attempt: int, error: BaseException) -> None:
     """``ClickHouseWriter`` callback: an insert failed and will be retried after a backoff."""
     SINK_RETRIES.labels(table).inc()
+    VITALS.insert_failed()
     logging.getLogger("stitchboard.sink").warning(
         "clickhouse insert failed, retrying",
         extra={"table": table, "attempt": attempt, "error": f"{type(error).__name__}: {error}"},
     )
+
+
+def record_watermark(tenant: str, watermark: datetime) -> None:
+    """A tenant's interval book published: its watermark lag, and progress for ``/readyz``."""
+    WATERMARK_LAG.labels(tenant).set((datetime.now(UTC) - watermark).total_seconds())
+    VITALS.watermark(tenant, watermark)
+
+
+def counter_total(counter: Counter) -> float:
+    """A counter's total over its labels, in this process."""
+    return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
 
 
 def record_rejected(table: str, error: BaseException) -> None:
@@ -124,12 +201,64 @@ class JsonFormatter(logging.Formatter):
         return redact(orjson.dumps(entry, default=str).decode("utf-8"))
 
 
+class RateLimit(logging.Filter):
+    """At most ``limit`` lines of a kind per ``window`` seconds; the next line let through after
+    some were dropped says how many (``suppressed``).
+
+    A kind is the logger, the level and the message's template, or for librdkafka (whose lines
+    arrive as ``"%s [%s] %s" % (facility, client, text)``) its facility: every "Connect to … failed"
+    of a broker that is down is one kind, whichever broker and however long ago it connected.
+    """
+
+    def __init__(self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self._limit = limit
+        self._window = window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kinds: dict[tuple[str, int, str], tuple[float, int, int]] = {}  # start, passed, dropped
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = str(record.msg)
+        if record.name == KAFKA_CLIENT_LOGGER and isinstance(record.args, tuple) and record.args:
+            kind = str(record.args[0])
+        key = (record.name, record.levelno, kind)
+        now = self._clock()
+        with self._lock:
+            start, passed, dropped = self._kinds.get(key, (now, 0, 0))
+            if now - start >= self._window:
+                start, passed = now, 0
+            if passed >= self._limit:
+                self._kinds[key] = (start, passed, dropped + 1)
+                return False
+            self._kinds[key] = (start, passed + 1, 0)
+        if dropped:
+            record.suppressed = dropped
+        return True
+
+
+def _json_handler(level: int = logging.NOTSET) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.setLevel(level)
+    return handler
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """Structured logs on stderr for the ``stitchboard`` loggers (idempotent)."""
+    """Structured logs on stderr for the ``stitchboard`` loggers, and the client libraries' lines
+    through the same format, rate-limited (idempotent)."""
     logger = logging.getLogger("stitchboard")
     logger.setLevel(level.upper())
     if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        logger.addHandler(handler)
+        logger.addHandler(_json_handler())
     logger.propagate = False
+    kafka = logging.getLogger(KAFKA_CLIENT_LOGGER)
+    if not any(isinstance(f, RateLimit) for f in kafka.filters):
+        kafka.addFilter(RateLimit())
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        if not any(isinstance(h.formatter, JsonFormatter) for h in library.handlers):
+            handler = _json_handler(logging.WARNING)
+            handler.addFilter(RateLimit())
+            library.addHandler(handler)
+        library.propagate = False

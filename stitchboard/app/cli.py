@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stitchboard import __version__
-from stitchboard.app.errors import SettingsOrigin, UsageError, UserError, describe, detail
+from stitchboard.app.errors import SettingsOrigin, UsageError, UserError, describe, detail, error_line
 from stitchboard.redaction import is_credential_key, redact, remember, remember_dsn
 from stitchboard.settings import Settings
 from stitchboard.synthetic.dataset import DEMO_TENANTS, FaultProfile, build_dataset, write_dataset
@@ -205,7 +205,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _load_settings(args)
     if args.replay is not None and not args.replay.is_file():
         raise UsageError(f"replay file {str(args.replay)!r} does not exist: check the --replay path")
-    _clickhouse(settings).close()  # an unreachable server is one line here, before the flow starts
+    if settings.clickhouse.dsn.startswith("chdb:"):
+        _clickhouse(settings).close()  # the embedded engine opens or not: one line here if not
+    # A ClickHouse server (and Kafka) the run waits for, not ready, up to health.unreachable_exit_seconds.
     run(
         settings,
         replay=args.replay,
@@ -400,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         failure = describe(exc, _origin(args))
         if failure.unexpected and args.traceback:
             print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
-        print(redact(f"stitchboard {args.command}: error: {failure.message}"), file=sys.stderr, flush=True)
+        print(redact(error_line(args.command, failure.message)), file=sys.stderr, flush=True)
         return failure.exit_status
 
 

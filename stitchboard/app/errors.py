@@ -55,6 +55,11 @@ class Failure:
     unexpected: bool = False
 
 
+def error_line(command: str, message: str) -> str:
+    """The line a failed command ends with (unmasked: print it through ``redaction.redact``)."""
+    return f"stitchboard {command}: error: {message}"
+
+
 def describe(exc: BaseException, origin: SettingsOrigin) -> Failure:
     """The one line for any exception that ends a command."""
     if isinstance(exc, UserError):

@@ -31,10 +31,11 @@ def build_flow(
     rows_sink: Sink[tuple[str, PublishedRow]],
     dead_letter_sinks: Sequence[Sink[DeadLetter]] = (),
     *,
-    drain_at_eof: bool = False,
+    drain_at_eof: bool | Callable[[], bool] = False,
     flow_id: str = "stitchboard",
 ) -> Dataflow:
-    """Wire the flow. ``drain_at_eof`` finalises every interval when a bounded replay ends."""
+    """Wire the flow. ``drain_at_eof`` finalises every interval when a bounded replay ends (a
+    function: asked at the end of input, see ``steps.IntervalStep``)."""
     flow = Dataflow(flow_id)
     received = records(flow)
     normalised = op.map("normalise", received, functools.partial(steps.normalise, settings))

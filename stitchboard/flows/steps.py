@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
@@ -248,10 +248,14 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], Inte
     in arrival order (``stitchboard.ordering``), so finalisation and restatements follow the input
     exactly and a replay of the same input groups corrections identically. A timer calls ``tick``
     every ``provisional_every_seconds`` after the last publication, which keeps an idle tenant's
-    watermark (and its wallboard) moving; the end of input calls ``end_of_input``.
+    watermark (and its wallboard) moving; the end of input calls ``end_of_input``, draining when
+    ``drain_at_eof`` is (or, a function, returns) true: asked then, because an input ended by a
+    stop request (SIGTERM) is not the end of the data and must not finalise anything.
     """
 
-    def __init__(self, settings: Settings, resume: IntervalState | None, drain_at_eof: bool) -> None:
+    def __init__(
+        self, settings: Settings, resume: IntervalState | None, drain_at_eof: bool | Callable[[], bool]
+    ) -> None:
         self._settings = settings
         self._resume = resume[0] if resume is not None else None
         self._order: ArrivalOrder[TenantFeed] = ArrivalOrder(resume[1] if resume is not None else None)
@@ -294,7 +298,7 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], Inte
         if flushed.restated:
             telemetry.RESTATED_INTERVALS.labels(book.tenant).inc(len(flushed.restated))
         if book.watermark is not None:
-            telemetry.WATERMARK_LAG.labels(book.tenant).set((_now() - book.watermark).total_seconds())
+            telemetry.record_watermark(book.tenant, book.watermark)
         return publication.rows
 
     def _batches(self, rows: list[PublishedRow]) -> tuple[list[list[PublishedRow]], bool]:
@@ -346,7 +350,8 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], Inte
     def on_eof(self) -> tuple[list[list[PublishedRow]], bool]:
         if self._book is None:
             return [], StatefulBatchLogic.RETAIN
-        publication = self._book.end_of_input(_now(), drain=self._drain_at_eof)
+        drain = self._drain_at_eof() if callable(self._drain_at_eof) else self._drain_at_eof
+        publication = self._book.end_of_input(_now(), drain=drain)
         return self._batches(self._publish(self._book, publication))
 
     def notify_at(self) -> datetime | None:

@@ -9,9 +9,12 @@ was not. The dead-letter topic (``stitchboard.sinks.dead_letter_topic``) and ``p
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 
 from confluent_kafka import KafkaError, Message, Producer
+
+from stitchboard.telemetry import KAFKA_CLIENT_LOGGER
 
 
 class KafkaDeliveryError(RuntimeError):
@@ -29,10 +32,11 @@ class KafkaWriter:
         full_queue_wait_seconds: float = 0.1,
     ) -> None:
         servers = brokers if isinstance(brokers, str) else ",".join(brokers)
-        config: dict[str, str | int | bool] = {
+        config: dict[str, object] = {
             "bootstrap.servers": servers,
             "enable.idempotence": True,
             "compression.type": "zstd",
+            "logger": logging.getLogger(KAFKA_CLIENT_LOGGER),  # librdkafka's lines as our JSON logs
         }
         config.update(extra_config or {})
         self._producer = Producer(config)

@@ -26,6 +26,12 @@ from stitchboard.app.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANTED = "Pl4ntedS3cretXyZ"  # a password that must appear in no output of any command
+# ``run`` waits (not ready) for an unreachable ClickHouse or Kafka before failing: briefly here.
+UNREACHABLE_SOON = {
+    "STITCHBOARD_HEALTH__UNREACHABLE_EXIT_SECONDS": "2",
+    "STITCHBOARD_HEALTH__CHECK_SECONDS": "0.5",
+    "STITCHBOARD_METRICS_PORT": "0",
+}
 
 
 def stitchboard(
@@ -367,7 +373,10 @@ def test_a_planted_password_appears_in_no_output_of_any_command(
         "demo": (stitchboard("demo", "--dir", str(tmp_path / "demo"), "--scale", "0.02", env=env), 0),
         "init-db --dsn unreachable": (stitchboard("init-db", "--dsn", unreachable), 1),
         "summary from the secret file": (stitchboard("summary", "--secrets-dir", str(secrets)), 1),
-        "run from the secret file": (stitchboard("run", "--secrets-dir", str(secrets)), 1),
+        "run from the secret file": (
+            stitchboard("run", "--secrets-dir", str(secrets), env=UNREACHABLE_SOON),  # waits, then fails
+            1,
+        ),
         "init-db --dsn postgres": (stitchboard("init-db", "--dsn", f"postgres://w:{PLANTED}@db/x"), 2),
         "unknown setting with the password set": (
             stitchboard("init-db", env={**env, "STITCHBOARD_CLICKHOUSE__PASWORD": PLANTED}),

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient
 
+from stitchboard.app import health
 from stitchboard.app.cli import build_parser
 from stitchboard.settings import Settings
 
@@ -110,6 +111,12 @@ def test_statefulset_runs_one_flow_process_with_its_recovery_volume(
     assert ports == {"metrics": settings.metrics_port}
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["port"] in ports, probe
+    paths = {
+        probe: container[probe]["httpGet"]["path"]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
+    assert paths == {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    assert set(paths.values()) <= set(health.PATHS)  # what the metrics port serves (404 elsewhere)
 
     volumes = {volume["name"]: volume for volume in spec["template"]["spec"]["volumes"]}
     claims = {claim["metadata"]["name"] for claim in spec["volumeClaimTemplates"]}

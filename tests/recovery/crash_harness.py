@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -95,6 +96,7 @@ def write_settings(
     port: int,
     snapshot_seconds: int,
     consumer: dict[str, str] | None = None,
+    health: dict[str, float] | None = None,
 ) -> Path:
     """A settings file for one flow run (its own metrics port; the same chDB and recovery dirs).
 
@@ -113,14 +115,17 @@ def write_settings(
             "clickhouse": {"dsn": f"chdb://{work / 'chdb'}", "database": DATABASE},
             "recovery_dir": str(work / "recovery"),
             "metrics_port": port,
+            "health": health or {},
         }
     )
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
 
 
-def start_flow(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "stitchboard.app.cli", "run", "--config", str(config), "--until-eof"]
+def start_flow(config: Path, log: Path, *, until_eof: bool = True) -> subprocess.Popen[bytes]:
+    """``stitchboard run`` as a subprocess; without ``until_eof`` it tails Kafka like production."""
+    command = [sys.executable, "-m", "stitchboard.app.cli", "run", "--config", str(config)]
+    command += ["--until-eof"] if until_eof else []
     with log.open("ab") as sink:
         return subprocess.Popen(command, stdout=sink, stderr=sink)
 
@@ -137,6 +142,17 @@ def scrape(port: int) -> dict[str, float]:
         for sample in family.samples:
             values[sample.name] += sample.value
     return dict(values)
+
+
+def health(port: int, path: str = "/readyz") -> tuple[int, Any] | None:
+    """Status and JSON body of a health endpoint; None while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return int(error.code), json.loads(error.read())
+    except OSError:
+        return None
 
 
 def _wait_for(process: subprocess.Popen[bytes], port: int, records: int, timeout: float) -> bool:
