@@ -7,8 +7,9 @@ run`` remains the usual way: it also creates the tables, serves metrics and writ
 rows when the flow ends. Under this launcher create the tables first (``stitchboard init-db``), pass
 ``-r`` the settings' ``recovery_dir``, and expect the last epoch's rows at the next start.
 
-Settings come from the file named by ``STITCHBOARD_CONFIG`` (TOML or JSON), else from the
-``STITCHBOARD_*`` environment variables alone.
+Settings come from ``Settings.load`` in its usual precedence (stitchboard/settings.py): the
+``STITCHBOARD_*`` environment, the secret files in the directory ``STITCHBOARD_SECRETS_DIR`` names
+(if set) and the settings file ``STITCHBOARD_CONFIG`` names (TOML or JSON, if set).
 """
 
 from __future__ import annotations
@@ -20,4 +21,7 @@ from stitchboard.app.runner import make_flow
 from stitchboard.settings import Settings
 
 _config = os.environ.get("STITCHBOARD_CONFIG")
-flow = make_flow(Settings.from_file(Path(_config)) if _config else Settings())
+_secrets = os.environ.get("STITCHBOARD_SECRETS_DIR")
+flow = make_flow(
+    Settings.load(Path(_config) if _config else None, secrets_dir=Path(_secrets) if _secrets else None)
+)

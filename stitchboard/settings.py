@@ -1,21 +1,41 @@
 """Validated configuration: per-tenant reporting rules, flow timing, Kafka and ClickHouse.
 
-Loaded from a TOML or JSON file or from ``STITCHBOARD_*`` environment variables
-(``STITCHBOARD_CLICKHOUSE__DSN``), so a Kubernetes ConfigMap or env block configures a run.
+``Settings.load`` reads pydantic-settings' own sources; a higher one overrides a lower one key by key:
+
+1. arguments (``Settings(...)``, ``Settings.load(..., clickhouse={...})``, the CLI's ``--dsn``);
+2. ``STITCHBOARD_*`` environment variables, ``__`` between levels (``STITCHBOARD_CLICKHOUSE__DSN``);
+3. secret files in ``secrets_dir``, one per setting, named like the variable without its prefix
+   (``clickhouse__dsn``): Kubernetes mounts a Secret as files instead of putting it in the environment;
+4. the settings file (``.toml``, or ``.json``): a Kubernetes ConfigMap;
+5. the defaults below.
+
+Explicit beats ambient beats packaged: whoever starts the process can override the mounted
+configuration without editing it. Unknown keys are errors at every level, from every source
+(environment variables are ambient, so only the top level of those is left unchecked: a
+``STITCHBOARD_`` variable naming no setting is ignored, one under a known setting is an error).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tomllib
+from contextvars import ContextVar
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from stitchboard.events import MAX_COUNT, MAX_DURATION_MS, Channel
 
@@ -192,7 +212,8 @@ class ConversationLimits(BaseModel):
 
 
 class KafkaSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # extra_config may carry SASL credentials: never echoed by validation errors.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     brokers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"])
     topics: list[str] = Field(default_factory=lambda: ["stitchboard.raw"])
@@ -201,13 +222,54 @@ class KafkaSettings(BaseModel):
     # A larger letter goes out truncated, with the size and SHA-256 of its bytes (the table keeps
     # them all). 1 MB is librdkafka's default limit; 64 KiB leaves room for the cut text fields.
     dead_letter_max_bytes: int = Field(default=1_000_000, ge=65_536)
-    extra_config: dict[str, str] = Field(default_factory=dict)
+    extra_config: dict[str, str] = Field(default_factory=dict, repr=False)
+
+
+class TenantAccessSettings(BaseModel):
+    """Per-tenant read roles, row policies and login users that ``init-db`` creates on a ClickHouse
+    server (``stitchboard.tenant_access``; docs/operations.md, "Multi-tenancy")."""
+
+    # password hashes are credentials: never echoed by repr() or by validation errors
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    enabled: bool = False  # or ``init-db --tenant-access``
+    # Tenants that get a role besides those under ``tenants`` (which need no reporting overrides).
+    # Never taken from the data: a record can name any tenant, and must not create a role.
+    tenants: tuple[str, ...] = ()
+    role_prefix: str = Field(default="stitchboard_tenant_", min_length=1)
+    user_prefix: str = Field(default="stitchboard_reader_", min_length=1)
+    # tenant -> SHA-256 (hex) of its reader's password: such a tenant also gets a login user
+    user_password_sha256: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("tenants")
+    @classmethod
+    def _named(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "" in value:
+            raise ValueError("a tenant name is empty")
+        return value
+
+    @field_validator("user_password_sha256")
+    @classmethod
+    def _sha256_hex(cls, value: dict[str, str]) -> dict[str, str]:
+        """64 hex digits per tenant, kept lowercase; the message names the tenant, never the hash."""
+        for tenant, digest in value.items():
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+                raise ValueError(
+                    f"the hash for tenant {tenant!r} is not a SHA-256 in hex (64 digits): "
+                    "printf %s PASSWORD | sha256sum"
+                )
+        return {tenant: digest.lower() for tenant, digest in value.items()}
+
+
+DSN_SCHEMES = ("chdb", "http", "https")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 class ClickHouseSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The DSN carries a password: never echoed by repr() or by validation errors.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    dsn: str = "chdb:///var/lib/stitchboard/chdb"
+    dsn: str = Field(default="chdb:///var/lib/stitchboard/chdb", repr=False)
     database: str = "stitchboard"
     batch_rows: int = Field(default=20_000, ge=1)
     flush_seconds: float = Field(default=1.0, gt=0)
@@ -216,12 +278,45 @@ class ClickHouseSettings(BaseModel):
     # At most this many partitions per INSERT: the server's max_partitions_per_insert_block
     # (ClickHouse's default is 100). Rows of more partitions (e.g. months) go in several INSERTs.
     max_partitions_per_insert: int = Field(default=100, ge=1)
+    tenant_access: TenantAccessSettings = Field(default_factory=TenantAccessSettings)
+
+    @field_validator("dsn")
+    @classmethod
+    def _clickhouse_scheme(cls, value: str) -> str:
+        """Only the schemes ``connect`` speaks; the message names the scheme, never the DSN."""
+        scheme, separator, _ = value.partition("://")
+        if separator and scheme.lower() in DSN_SCHEMES:
+            return value
+        found = f"scheme {scheme!r}" if separator and _SCHEME.fullmatch(scheme) else "no scheme"
+        raise ValueError(
+            f"{found} is not ClickHouse: use chdb:///path, http://host:8123 or https://host:8443 "
+            "(with user:password@ before the host)"
+        )
+
+
+SETTINGS_FILE_FORMATS = {".toml": "TOML", ".json": "JSON"}
+# The files ``Settings.load`` reads (settings file, secrets directory), seen by the sources it builds.
+# Plain ``Settings(...)`` reads neither: tests and library callers stay independent of the machine.
+_files: ContextVar[tuple[Path | None, Path | None]] = ContextVar(
+    "stitchboard_settings_files", default=(None, None)
+)
+
+
+class SettingsFileError(ValueError):
+    """The settings file cannot be read: missing, not a file, not TOML or JSON, or malformed."""
 
 
 class Settings(BaseSettings):
     """Everything a run needs; every field has a production-sensible default."""
 
-    model_config = SettingsConfigDict(env_prefix="STITCHBOARD_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="STITCHBOARD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        hide_input_in_errors=True,  # errors name the setting, never its value (it may be a secret)
+        secrets_prefix="",  # secret files are named clickhouse__dsn, not stitchboard_clickhouse__dsn
+        secrets_dir_missing="error",  # a secrets_dir that is not there is a mistake, not "no secrets"
+    )
 
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
     default_tenant: TenantSettings = Field(default_factory=TenantSettings)
@@ -256,22 +351,62 @@ class Settings(BaseSettings):
         return self.allowed_tenants is None or tenant in self.allowed_tenants
 
     @classmethod
-    def from_file(cls, path: Path) -> Settings:
-        """Load a ``.toml`` or ``.json`` file; ``STITCHBOARD_*`` environment variables override it.
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The precedence of the module docstring; files only under ``load``."""
+        path, secrets_dir = _files.get()
+        sources = [
+            init_settings,
+            env_settings,
+            NestedSecretsSettingsSource(file_secret_settings, secrets_dir=secrets_dir),
+        ]
+        if path is not None:
+            file_source = TomlConfigSettingsSource if path.suffix == ".toml" else JsonConfigSettingsSource
+            sources.append(file_source(settings_cls, path))
+        return tuple(sources)
 
-        (Keyword arguments would outrank the environment in pydantic-settings, so the file and the
-        environment are merged first, the environment winning key by key.)
+    @classmethod
+    def load(
+        cls, config_file: Path | None = None, *, secrets_dir: Path | None = None, **overrides: Any
+    ) -> Self:
+        """Settings from arguments, environment, secret files in ``secrets_dir`` and ``config_file``.
+
+        Raises ``SettingsFileError`` for an unreadable file, pydantic's ``ValidationError`` for an
+        unknown or invalid setting and pydantic-settings' ``SettingsError`` for a missing
+        ``secrets_dir`` or an environment value that is not valid JSON where JSON is expected.
         """
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        return cls(**_merge(data, EnvSettingsSource(cls)()))
+        if config_file is not None:
+            _check_settings_file(config_file)
+        token = _files.set((config_file, secrets_dir))
+        try:
+            return cls(**overrides)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            if config_file is None:  # only the file sources decode text
+                raise
+            kind = SETTINGS_FILE_FORMATS[config_file.suffix]
+            raise SettingsFileError(
+                f"settings file {str(config_file)!r} is not valid {kind} ({exc})"
+            ) from None
+        finally:
+            _files.reset(token)
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+def _check_settings_file(path: Path) -> None:
+    """Refuse what the file sources would silently skip (a missing file) or misread."""
+    shown = repr(str(path))
+    if not path.exists():
+        raise SettingsFileError(f"settings file {shown} does not exist: check the path")
+    if not path.is_file():
+        raise SettingsFileError(f"settings file {shown} is not a file: name the .toml file itself")
+    if path.suffix not in SETTINGS_FILE_FORMATS:
+        kind = "YAML" if path.suffix in (".yaml", ".yml") else f"a {path.suffix or 'suffix-less'} file"
+        raise SettingsFileError(
+            f"settings file {shown} is {kind}: settings are read from TOML (.toml) or JSON (.json); "
+            "convert it, the keys stay the same"
+        )

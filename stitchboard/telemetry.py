@@ -27,6 +27,7 @@ import orjson
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from stitchboard import __version__
+from stitchboard.redaction import redact
 
 RECORDS_IN = Counter("stitchboard_records_in", "Raw records received", ["input"])
 RECORDS_ACCEPTED = Counter("stitchboard_records_accepted", "Raw records normalised into events")
@@ -105,7 +106,8 @@ def record_rejected(table: str, error: BaseException) -> None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and every ``extra`` field."""
+    """One JSON object per line: time, level, logger, message and every ``extra`` field, with
+    secrets masked (``stitchboard.redaction``): an error quoting a DSN must not log its password."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -119,7 +121,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode("utf-8")
+        return redact(orjson.dumps(entry, default=str).decode("utf-8"))
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -13,6 +13,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
+from stitchboard.app.errors import UserError
 from stitchboard.flows.contact_centre import RecordInput, build_flow
 from stitchboard.flows.sources import Progress, ReplayFileSource, kafka_input
 from stitchboard.settings import Settings
@@ -107,7 +108,13 @@ def run(
     forever (Kafka). Serves Prometheus metrics on ``settings.metrics_port`` when it is set.
     """
     if settings.metrics_port is not None:
-        start_http_server(settings.metrics_port)
+        try:
+            start_http_server(settings.metrics_port)
+        except OSError as exc:
+            raise UserError(
+                f"cannot serve metrics on port {settings.metrics_port} ({exc.strerror}): stop the process "
+                "using it or set metrics_port (STITCHBOARD_METRICS_PORT) to a free port"
+            ) from exc
     tune_gc()
     init_db(connect(settings.clickhouse.dsn), settings.clickhouse.database)
     sink = clickhouse_sink(settings, dead_letter_topic=replay is None)

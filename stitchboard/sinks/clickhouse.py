@@ -32,7 +32,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, DataError, ProgrammingError
 
-from stitchboard import tables
+from stitchboard import tables, tenant_access
 from stitchboard.deadletters import DeadLetter, internal_error
 
 Row = tuple[Any, ...]
@@ -60,10 +60,45 @@ def connect(dsn: str) -> Client:
     return clickhouse_connect.get_client(dsn=dsn, tz_mode="aware")
 
 
-def init_db(client: Client, database: str = tables.DEFAULT_DATABASE) -> None:
-    """Create the database and tables, then add catalogue metrics missing from older tables."""
+class AccessManagementRefused(RuntimeError):
+    """The server refused a tenant-access statement: the user may not manage access, or the engine
+    (chDB) keeps no writable access storage. The message names the statement by its kind, never
+    by its text (a CREATE USER carries a password hash)."""
+
+
+# ACCESS_DENIED, UNKNOWN_ROLE, ACCESS_STORAGE_FOR_INSERTION_NOT_FOUND, ACCESS_STORAGE_READONLY,
+# SUPPORT_IS_DISABLED: what a server says when this user or this engine cannot manage access.
+_ACCESS_REFUSALS = frozenset({497, 511, 514, 495, 344})
+
+
+def init_db(
+    client: Client,
+    database: str = tables.DEFAULT_DATABASE,
+    tenant_readers: Sequence[tenant_access.TenantReader] = (),
+) -> None:
+    """Create the database and tables, add what older tables lack, then give each tenant reader
+    its role, row policies, grants and user (``stitchboard.tenant_access``). Every statement is
+    idempotent: re-running changes nothing, a new tenant or table adds only its own entities."""
     for statement in tables.ddl(database) + tables.migrations(database):
         client.command(statement)
+    for statement in tenant_access.statements(database, tenant_readers):
+        try:
+            client.command(statement)
+        except DatabaseError as exc:
+            code = _CODE.search(str(exc))
+            if code is None or int(code.group(1)) not in _ACCESS_REFUSALS:
+                raise
+            raise AccessManagementRefused(f"ClickHouse refused {_statement_kind(statement)}: {exc}") from exc
+
+
+def _statement_kind(statement: str) -> str:
+    """``CREATE ROW POLICY`` of ``CREATE ROW POLICY IF NOT EXISTS `name` ...``: no name, no hash."""
+    words = []
+    for word in statement.split(" "):
+        if word.startswith(("`", "'")) or word == "IF":
+            break
+        words.append(word)
+    return " ".join(words)
 
 
 def to_columns(table: str, row: object) -> Row:

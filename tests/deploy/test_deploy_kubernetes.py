@@ -13,12 +13,13 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient
 
+from stitchboard.app.cli import build_parser
 from stitchboard.settings import Settings
 
 KUBERNETES = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 NAMESPACE = "stitchboard"
 CONFIG = "/etc/stitchboard/settings.toml"
-DSN_ENV = "STITCHBOARD_CLICKHOUSE__DSN"
+SECRETS = "/run/secrets/stitchboard"
 
 
 def manifests() -> dict[str, dict[str, Any]]:
@@ -99,7 +100,7 @@ def test_statefulset_runs_one_flow_process_with_its_recovery_volume(
     assert spec["serviceName"] == manifests()["Service"]["metadata"]["name"]
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     (container,) = spec["template"]["spec"]["containers"]
-    assert container["command"] == ["stitchboard", "run", "--config", CONFIG]
+    assert container["command"] == ["stitchboard", "run", "--config", CONFIG, "--secrets-dir", SECRETS]
     assert {"cpu", "memory"} <= set(container["resources"]["requests"]) & set(
         container["resources"]["limits"]
     )
@@ -122,19 +123,43 @@ def test_statefulset_runs_one_flow_process_with_its_recovery_volume(
 
 
 @pytest.mark.parametrize("kind", ["StatefulSet", "Job"])
-def test_clickhouse_dsn_comes_from_the_secret(kind: str) -> None:
-    (container,) = pod_spec(kind)["containers"]
-    env = {item["name"]: item for item in container["env"]}
-    assert env[DSN_ENV]["valueFrom"]["secretKeyRef"] == {"name": "stitchboard-clickhouse", "key": "dsn"}
-    assert "value" not in env[DSN_ENV]
+def test_clickhouse_dsn_is_a_file_from_the_secret(
+    kind: str, no_stitchboard_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The Secret's ``dsn`` key is mounted where the command's ``--secrets-dir`` points, under the
+    name Settings reads (``clickhouse__dsn``), readable by the pod's group only; no variable carries it.
+    Laid out as the kubelet would, the pod's files load the DSN from the Secret and the rest from
+    the ConfigMap."""
+    spec = pod_spec(kind)
+    (container,) = spec["containers"]
+    assert "env" not in container and "envFrom" not in container
+    args = build_parser().parse_args(container["command"][1:])
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    mount = mounts[str(args.secrets_dir)]
+    assert mount["readOnly"] is True
+    secret = volumes[mount["name"]]["secret"]
+    assert secret["secretName"] == "stitchboard-clickhouse"
+    assert secret["defaultMode"] == 0o440 and spec["securityContext"]["fsGroup"] == 10001
+    (item,) = secret["items"]
+    assert item["key"] == "dsn"
+
+    secrets = tmp_path / "secrets"
+    (secrets / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+    (secrets / item["path"]).write_text("https://writer:s3cret@clickhouse.example:8443\n")
+    config = tmp_path / PurePosixPath(args.config).name
+    config.write_text(settings_toml())
+    settings = Settings.load(config, secrets_dir=secrets)
+    assert settings.clickhouse.dsn == "https://writer:s3cret@clickhouse.example:8443"
+    assert settings.clickhouse.database == "stitchboard"
 
 
 def test_init_db_job_uses_the_same_settings() -> None:
     spec = pod_spec("Job")
     (container,) = spec["containers"]
-    assert container["command"] == ["stitchboard", "init-db", "--config", CONFIG]
+    assert container["command"] == ["stitchboard", "init-db", "--config", CONFIG, "--secrets-dir", SECRETS]
     assert spec["restartPolicy"] in ("OnFailure", "Never")
-    assert spec["volumes"] == pod_spec("StatefulSet")["volumes"][:1]
+    assert spec["volumes"] == pod_spec("StatefulSet")["volumes"][:2]
 
 
 def test_service_and_disruption_budget_select_the_flow_pods() -> None:
@@ -147,16 +172,14 @@ def test_service_and_disruption_budget_select_the_flow_pods() -> None:
     assert budget["selector"]["matchLabels"].items() <= pod_labels.items()
 
 
-def test_configmap_settings_validate_and_leave_the_dsn_to_the_environment(
+def test_configmap_settings_validate_and_leave_the_dsn_to_the_secret(
     no_stitchboard_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     data = tomllib.loads(settings_toml())
-    assert "dsn" not in data["clickhouse"], "a DSN in the file would win over the Secret"
+    assert "dsn" not in data["clickhouse"], "credentials belong in the Secret, not in a ConfigMap"
     path = tmp_path / "settings.toml"
     path.write_text(settings_toml())
-    no_stitchboard_env.setenv(DSN_ENV, "https://reader:secret@clickhouse.example:8443")
-    settings = Settings.from_file(path)
-    assert settings.clickhouse.dsn == "https://reader:secret@clickhouse.example:8443"
+    settings = Settings.load(path)
     assert settings.clickhouse.database == "stitchboard"
     assert settings.tenant("acme").time_zone == "Europe/London"
     assert settings.tenant("acme").service_level_ms("priority") == 10_000

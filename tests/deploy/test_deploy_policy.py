@@ -25,14 +25,8 @@ CUSTOM_KINDS = {"monitoring.coreos.com/v1": ("ServiceMonitor", "PrometheusRule")
 
 # checkov findings accepted on purpose: (check id, kind of the flagged resource) → why. Anything
 # else fails the test, and an entry no render needs any more fails too (so the list stays true).
-CHECKOV_ALLOWED: dict[tuple[str, str], str] = {
-    ("CKV_K8S_35", "StatefulSet"): (
-        "the ClickHouse DSN reaches the process as STITCHBOARD_CLICKHOUSE__DSN from the Secret: "
-        "Settings read secrets from the environment only (no secrets_dir source yet, issue 14 "
-        "item 7). The value is not in the pod spec, only in the container's environment."
-    ),
-    ("CKV_K8S_35", "Job"): "as for the StatefulSet: init-db reads the same DSN the same way",
-}
+# None today: CKV_K8S_35 (a Secret in the environment) went when the DSN became a mounted file.
+CHECKOV_ALLOWED: dict[tuple[str, str], str] = {}
 # Accepted only in renders without the network-policy component: the NetworkPolicy is optional
 # because it needs an enforcing CNI and site-specific peers (namespaces or CIDRs of Kafka and
 # ClickHouse); with the component the check passes, which the all-components render proves.

@@ -15,6 +15,7 @@ ENTRY = Path(__file__).resolve().parents[2] / "flows" / "production.py"
 def test_bytewax_launcher_locates_the_production_flow(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delenv("STITCHBOARD_CONFIG", raising=False)
+    monkeypatch.delenv("STITCHBOARD_SECRETS_DIR", raising=False)
     module, attribute = _prepare_import(f"{ENTRY}:flow")  # what ``bytewax.run`` does with its argument
     try:
         flow = _locate_dataflow(module, attribute)
