@@ -78,6 +78,10 @@ def missed_call(conversation: str, queued_at: datetime, received_at: datetime) -
     )
 
 
+def _received_at(raw: bytes) -> datetime:
+    return datetime.fromisoformat(orjson.loads(raw)["received_at"])
+
+
 def counted(reason: str) -> float:
     return (
         REGISTRY.get_sample_value("stitchboard_dead_letters_after_acceptance_total", {"reason": reason})
@@ -96,7 +100,7 @@ def test_every_letter_counted_is_a_row_with_its_record(
     also_too_old = missed_call("also-too-old", T0, T0 + timedelta(days=3, minutes=3))
     stream = [original, resend, resend, today, too_old, also_too_old]
     events = tmp_path / "events.jsonl"
-    write_records(events, [(T0 + timedelta(seconds=i), raw) for i, raw in enumerate(stream)])
+    write_records(events, [(_received_at(raw), raw) for raw in stream])  # delivered as received
     lines = events.read_bytes().splitlines(keepends=True)
     origin = [f"events.jsonl@{sum(len(line) for line in lines[:i])}" for i in range(len(stream))]
 
