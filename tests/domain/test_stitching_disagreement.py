@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import permutations
 
 import pytest
-from support.events import T0, event
+from support.events import T0
+from support.events import unchecked_event as event
 from support.source_records import load
 
 from stitchboard.adapters import webhook

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from support.events import T0, event
+from support.events import T0
+from support.events import unchecked_event as event
 from support.source_records import load
 
 from stitchboard.adapters import connect
@@ -173,10 +174,17 @@ def test_limits_are_settings_with_documented_defaults() -> None:
 
 
 def connect_record(name: str, hold_seconds: int, holds: int = 1) -> list[CanonicalEvent]:
+    """The record's events with its hold total set to ``hold_seconds`` after parsing: the adapter
+    now refuses such totals (``out_of_range``), and the stitcher must hold its own line anyway."""
     payload = load(name)
-    payload["Agent"]["CustomerHoldDuration"] = hold_seconds
     payload["Agent"]["NumberOfHolds"] = holds
-    return connect.parse(payload, "acme", RECEIVED)
+    events = connect.parse(payload, "acme", RECEIVED)
+    return [
+        e.model_copy(update={"attributes": {**e.attributes, "duration_ms": hold_seconds * 1000}})
+        if e.event_type is EventType.HOLD
+        else e
+        for e in events
+    ]
 
 
 def test_the_issues_connect_hold_of_10_16_seconds_stitches_within_the_talk() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from stitchboard.events import CanonicalEvent, Channel, CustomerIds, EventType
 
@@ -24,10 +25,17 @@ def event(
     intent: str | None = None,
     received: float | None = None,
     source: str = "genesys",
+    validated: bool = True,
     **attributes: str | int | bool,
 ) -> CanonicalEvent:
-    """``received`` (seconds after T0) is the ingest time; by default a second after the event."""
-    return CanonicalEvent(
+    """``received`` (seconds after T0) is the ingest time; by default a second after the event.
+
+    ``validated=False`` builds the event without the model's checks (``model_construct``): what the
+    stitcher could still meet — state restored from an older release, or values past bounds the
+    model adds later — to show that the stitcher defends itself whatever the model lets through.
+    """
+    build = CanonicalEvent if validated else CanonicalEvent.model_construct
+    return build(
         tenant="acme",
         source=source,
         event_id=event_id or f"{conversation}:{leg}:{kind.value}:{seconds}",
@@ -60,3 +68,8 @@ def chat_event(kind: EventType, seconds: int, **fields: object) -> CanonicalEven
         ingest_time=T0 + timedelta(seconds=seconds),
         **fields,  # type: ignore[arg-type]
     )
+
+
+def unchecked_event(kind: EventType, seconds: float, **fields: Any) -> CanonicalEvent:
+    """``event(..., validated=False)``: for tests of the stitcher's own limits."""
+    return event(kind, seconds, validated=False, **fields)
