@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
 from stitchboard.settings import Settings, SettingsFileError
+from stitchboard.state_version import StateVersionError
 
 USAGE = 2
 RUNTIME = 1
@@ -64,6 +65,9 @@ def describe(exc: BaseException, origin: SettingsOrigin) -> Failure:
     """The one line for any exception that ends a command."""
     if isinstance(exc, UserError):
         return Failure(exc.exit_status, str(exc))
+    state = _state_version_error(exc)
+    if state is not None:
+        return Failure(RUNTIME, str(state))
     if isinstance(exc, SettingsFileError):
         return Failure(USAGE, str(exc))
     if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
@@ -78,6 +82,16 @@ def describe(exc: BaseException, origin: SettingsOrigin) -> Failure:
         "and report it if the cause is not yours",
         unexpected=True,
     )
+
+
+def _state_version_error(exc: BaseException) -> StateVersionError | None:
+    """A snapshot that cannot be restored, as raised inside the flow (Bytewax wraps it)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, StateVersionError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def detail(exc: BaseException) -> str:

@@ -20,10 +20,15 @@ from stitchboard.deadletters import DeadLetter, RecordRef, held_bytes, internal_
 from stitchboard.journeys import TenantJourneys
 from stitchboard.rows import ConversationRow, JourneyRow
 from stitchboard.settings import JourneySettings, Settings
+from stitchboard.state_version import StateSchema, Versioned, unchanged
 
 JOURNEY_STEP = "journeys"  # names the step in the dead letter of a row the journeys failed on
 JourneyInput = tuple[ConversationRow, RecordRef | None]  # a changed conversation and its last record
 _log = logging.getLogger("stitchboard.flow")
+# Version 0: the same ``TenantJourneys`` written before snapshots were versioned (``state_version``).
+JOURNEY_STATE = StateSchema[TenantJourneys](
+    "journeys", 1, {0: unchanged}, lambda s: isinstance(s, TenantJourneys)
+)
 
 
 def row_letter(exc: Exception, row: ConversationRow, record: RecordRef | None, now: datetime) -> DeadLetter:
@@ -41,17 +46,18 @@ def row_letter(exc: Exception, row: ConversationRow, record: RecordRef | None, n
     )
 
 
-class JourneyStep(StatefulLogic[list[JourneyInput], list[JourneyRow | DeadLetter], TenantJourneys]):
-    """One tenant's journeys; the pure ``TenantJourneys`` is also the snapshot.
+class JourneyStep(StatefulLogic[list[JourneyInput], list[JourneyRow | DeadLetter], Versioned]):
+    """One tenant's journeys; the pure ``TenantJourneys`` is also the snapshot (``JOURNEY_STATE``).
 
     A row the journeys fail on becomes a dead letter and the next row goes on. Its customer's
     engagements stay as last published: they are recomputed from scratch by the next row that
     touches the customer (``stitchboard.journeys``), which is what heals a half-applied row.
     """
 
-    def __init__(self, settings: Settings, journeys: JourneySettings, resume: TenantJourneys | None) -> None:
+    def __init__(self, settings: Settings, journeys: JourneySettings, snapshot: object | None) -> None:
         self._settings = settings
         self._journeys = journeys
+        resume = JOURNEY_STATE.restore(snapshot)
         self._state = resume
         if resume is not None and resume.resumed(settings.timing, datetime.now(UTC)):
             _log.warning(
@@ -79,9 +85,9 @@ class JourneyStep(StatefulLogic[list[JourneyInput], list[JourneyRow | DeadLetter
                 rows.append(letter)
         return ([rows] if rows else []), StatefulLogic.RETAIN
 
-    def snapshot(self) -> TenantJourneys:
+    def snapshot(self) -> Versioned:
         assert self._state is not None
-        return self._state
+        return JOURNEY_STATE.wrap(self._state)
 
 
 def wire_journeys(

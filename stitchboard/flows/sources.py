@@ -35,6 +35,7 @@ from stitchboard import telemetry
 from stitchboard.deadletters import DeadLetter
 from stitchboard.replay_file import decode_line
 from stitchboard.settings import KafkaSettings
+from stitchboard.state_version import StateSchema, Versioned, unchanged
 
 Progress = Callable[[int, int], None]  # (bytes read, bytes in all)
 X = TypeVar("X")
@@ -177,6 +178,12 @@ class BoundedKafkaSource(KafkaSource):
         return parts
 
 
+# A replay's read position; version 0 is the bare byte offset written before versioning.
+REPLAY_STATE = StateSchema[int](
+    "replay_file", 1, {0: unchanged}, lambda s: isinstance(s, int) and not isinstance(s, bool)
+)
+
+
 @dataclass(frozen=True, slots=True)
 class RawRecord:
     """One input record exactly as received."""
@@ -186,7 +193,7 @@ class RawRecord:
     received_at: datetime | None = None  # broker timestamp, when the transport has one
 
 
-class _ReplayPartition(StatefulSourcePartition[RawRecord, int]):
+class _ReplayPartition(StatefulSourcePartition[RawRecord, Versioned]):
     def __init__(
         self, path: Path, batch_size: int, resume_offset: int | None, progress: Progress | None
     ) -> None:
@@ -215,14 +222,14 @@ class _ReplayPartition(StatefulSourcePartition[RawRecord, int]):
             self._progress(self._offset, self._size)
         return batch
 
-    def snapshot(self) -> int:
-        return self._offset
+    def snapshot(self) -> Versioned:
+        return REPLAY_STATE.wrap(self._offset)
 
     def close(self) -> None:
         self._file.close()
 
 
-class ReplayFileSource(FixedPartitionedSource[RawRecord, int]):
+class ReplayFileSource(FixedPartitionedSource[RawRecord, Versioned]):
     """Replay a file of delivered records; resumes at the byte offset it reached."""
 
     def __init__(self, path: Path, batch_size: int = 2000, progress: Progress | None = None) -> None:
@@ -233,8 +240,9 @@ class ReplayFileSource(FixedPartitionedSource[RawRecord, int]):
     def list_parts(self) -> list[str]:
         return [str(self._path)]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ReplayPartition:
-        return _ReplayPartition(Path(for_part), self._batch_size, resume_state, self._progress)
+    def build_part(self, step_id: str, for_part: str, resume_state: object | None) -> _ReplayPartition:
+        offset = REPLAY_STATE.restore(resume_state)
+        return _ReplayPartition(Path(for_part), self._batch_size, offset, self._progress)
 
 
 def kafka_timestamp(timestamp: tuple[int, int] | None) -> datetime | None:

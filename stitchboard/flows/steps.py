@@ -27,12 +27,13 @@ from stitchboard.deliveries import Delivery, split_record
 from stitchboard.events import CanonicalEvent
 from stitchboard.flows.journey_step import JourneyInput
 from stitchboard.flows.sources import RawRecord
-from stitchboard.interval_book import IntervalBook, Publication, correction
+from stitchboard.interval_book import SNAPSHOT_FORMAT, IntervalBook, Publication, correction
 from stitchboard.metrics import METRIC_NAMES
 from stitchboard.ordering import ArrivalOrder, ReorderState
 from stitchboard.rows import AgentStateRow, ConversationRow, PublishedRow
 from stitchboard.settings import Settings
 from stitchboard.shards import ConversationShard, shard_of
+from stitchboard.state_version import StateSchema, Versioned, is_tuple_of, unchanged
 from stitchboard.stitching.row import conversation_row
 
 SINK_KEY = "clickhouse"
@@ -45,6 +46,15 @@ def _now() -> datetime:
 
 
 Numbered = tuple[int, Delivery]
+
+# The layouts of this module's snapshots (``stitchboard.state_version``). Version 0 is what was
+# written before snapshots were versioned: the same payloads, without the envelope.
+ARRIVAL_STATE = StateSchema[int](
+    "arrival_number", 1, {0: unchanged}, lambda s: isinstance(s, int) and not isinstance(s, bool)
+)
+STITCH_STATE = StateSchema[ConversationShard](
+    "stitch", 1, {0: unchanged}, lambda s: isinstance(s, ConversationShard)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +137,19 @@ def number(next_arrival: int | None, delivery: Delivery) -> tuple[int, Numbered]
     return arrival + 1, (arrival, delivery)
 
 
-def arrival_number(next_arrival: int | None, delivery: Delivery) -> tuple[int | None, Numbered | DeadLetter]:
-    """``number``, or the delivery's dead letter; a delivery that fails takes no number, so the
-    interval book never waits for it."""
+def arrival_number(
+    state: object | None, delivery: Delivery
+) -> tuple[Versioned | None, Numbered | DeadLetter]:
+    """``number`` on the versioned state (``ARRIVAL_STATE``), or the delivery's dead letter; a
+    delivery that fails takes no number, so the interval book never waits for it. A snapshot this
+    release cannot read stops the flow (``StateVersionError``): it is not the record's fault."""
+    next_arrival = ARRIVAL_STATE.restore(state)
     try:
-        return number(next_arrival, delivery)
+        following, numbered = number(next_arrival, delivery)
+        return ARRIVAL_STATE.wrap(following), numbered
     except Exception as exc:
         part = f"conversation {delivery.conversation_id}"
-        return next_arrival, _failed(
+        return None if next_arrival is None else ARRIVAL_STATE.wrap(next_arrival), _failed(
             exc, "arrival_number", delivery.raw, delivery.origin, delivery.events, part
         )
 
@@ -185,7 +200,7 @@ def batch_dead_letters(batch: StitchedBatch) -> list[DeadLetter]:
     return batch.dead_letters
 
 
-class StitchStep(StatefulBatchLogic[Numbered, StitchedBatch, ConversationShard]):
+class StitchStep(StatefulBatchLogic[Numbered, StitchedBatch, Versioned]):
     """One shard of a tenant's conversations (``stitchboard.shards``).
 
     A batch of deliveries publishes one row per changed conversation (the last: rows replace each
@@ -193,11 +208,14 @@ class StitchStep(StatefulBatchLogic[Numbered, StitchedBatch, ConversationShard])
     whose retention has passed.
     """
 
-    def __init__(self, settings: Settings, resume: ConversationShard | None) -> None:
+    def __init__(self, settings: Settings, resume: object | None) -> None:
         self._settings = settings
         timing = settings.timing
-        self._shard = resume or ConversationShard(
-            timing.conversation_retention_seconds, timing.stale_conversation_seconds
+        restored = STITCH_STATE.restore(resume)
+        self._shard = (
+            ConversationShard(timing.conversation_retention_seconds, timing.stale_conversation_seconds)
+            if restored is None
+            else restored
         )
 
     def on_batch(self, values: list[Numbered]) -> tuple[list[StitchedBatch], bool]:
@@ -234,14 +252,20 @@ class StitchStep(StatefulBatchLogic[Numbered, StitchedBatch, ConversationShard])
         due = self._shard.next_eviction()
         return None if due is None else datetime.fromtimestamp(due, UTC)
 
-    def snapshot(self) -> ConversationShard:
-        return self._shard
+    def snapshot(self) -> Versioned:
+        return STITCH_STATE.wrap(self._shard)
 
 
 IntervalState = tuple[dict[str, Any], ReorderState]
+INTERVAL_STATE = StateSchema[IntervalState](
+    "intervals",
+    1,
+    {0: unchanged},
+    lambda s: is_tuple_of(s, dict, tuple) and s[0].get("format") == SNAPSHOT_FORMAT,  # type: ignore[index]
+)
 
 
-class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], IntervalState]):
+class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], Versioned]):
     """One tenant's interval book (``stitchboard.interval_book``), hosted.
 
     Stitched deliveries reach the step grouped by shard; they are handed to the book's ``receive``
@@ -254,9 +278,10 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], Inte
     """
 
     def __init__(
-        self, settings: Settings, resume: IntervalState | None, drain_at_eof: bool | Callable[[], bool]
+        self, settings: Settings, snapshot: object | None, drain_at_eof: bool | Callable[[], bool]
     ) -> None:
         self._settings = settings
+        resume = INTERVAL_STATE.restore(snapshot)
         self._resume = resume[0] if resume is not None else None
         self._order: ArrivalOrder[TenantFeed] = ArrivalOrder(resume[1] if resume is not None else None)
         self._book: IntervalBook | None = None
@@ -357,7 +382,7 @@ class IntervalStep(StatefulBatchLogic[list[TenantFeed], list[PublishedRow], Inte
     def notify_at(self) -> datetime | None:
         return self._next_flush
 
-    def snapshot(self) -> IntervalState:
+    def snapshot(self) -> Versioned:
         book = self._book.snapshot() if self._book is not None else self._resume
         assert book is not None
-        return (book, self._order.snapshot())
+        return INTERVAL_STATE.wrap((book, self._order.snapshot()))

@@ -35,6 +35,7 @@ from stitchboard.sinks.clickhouse import (
 )
 from stitchboard.sinks.dead_letter_topic import KafkaDeadLetterProducer
 from stitchboard.sinks.recovery_store import CommittedSnapshot, RecoveryStore, StoreUnreadable
+from stitchboard.state_version import StateSchema, Versioned, is_tuple_of, unchanged
 from stitchboard.tables import current_row, tables_for
 
 PART = "clickhouse"
@@ -95,6 +96,10 @@ class _WriterPartition(StatefulSinkPartition[PublishedRow, None]):
 
 Staged = dict[int, dict[str, list[Row]]]  # sink epoch → table → column tuples
 SinkState = tuple[int, str, bytes]  # (sink epochs closed, execution token, pickled ``Staged`` not written)
+# Version 0: the bare ``SinkState`` written before snapshots were versioned (``state_version``).
+SINK_STATE = StateSchema[SinkState](
+    "clickhouse", 1, {0: unchanged}, lambda s: is_tuple_of(s, int, str, bytes)
+)
 
 
 def _staged(pickled: bytes) -> Staged:
@@ -121,7 +126,7 @@ class _EpochRows:
         return {table: latest_versions(table, rows) for table, rows in self._rows.items() if rows}
 
 
-class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
+class _StagedPartition(StatefulSinkPartition[PublishedRow, Versioned]):
     """With recovery: rows reach ClickHouse only once Bytewax has committed the epoch producing them.
 
     After a crash Bytewax resumes from the last committed epoch and processes the rest of the input
@@ -218,14 +223,15 @@ class _StagedPartition(StatefulSinkPartition[PublishedRow, SinkState]):
             self._current.add(values)
             self._live.add(live)
 
-    def snapshot(self) -> SinkState:
+    def snapshot(self) -> Versioned:
         self._raise_pending()
         with self._lock:
             self._epoch += 1
             self._staged[self._epoch] = self._current.close()
             self._current = _EpochRows(self._letter_out)
             telemetry.SINK_STAGED_ROWS.set(self._staged_rows())
-            return (self._epoch, self._token, pickle.dumps(self._staged, protocol=pickle.HIGHEST_PROTOCOL))
+            staged = pickle.dumps(self._staged, protocol=pickle.HIGHEST_PROTOCOL)
+            return SINK_STATE.wrap((self._epoch, self._token, staged))
 
     def stop(self) -> None:
         """Stop the background writer (idempotent); staged rows stay staged."""
@@ -355,11 +361,12 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
         return int(snapshot.head[0])
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: SinkState | None
+        self, step_id: str, for_part: str, snapshot: object | None
     ) -> _WriterPartition | _StagedPartition:
         self._step_id = step_id
         if self._recovery is None:
             return _WriterPartition(self._writer(), self._rejected.unconvertible)
+        resume_state = SINK_STATE.restore(snapshot)
         if resume_state is not None:
             _log.info("sink resumed", extra={"sink_epoch": resume_state[0], "step_id": step_id})
         partition = _StagedPartition(
@@ -408,9 +415,12 @@ class ClickHouseSink(FixedPartitionedSink[PublishedRow, Any]):
                 raise RuntimeError("writing committed rows to ClickHouse failed") from partition.error
         snapshot = self._read_committed(self._step_id)
         self._recovery.close()
-        if snapshot is None or snapshot.state[1] != self._token:
+        if snapshot is None:
             return 0
-        staged = _staged(snapshot.state[2])
+        _, token, pickled = SINK_STATE.unwrap(snapshot.state)
+        if token != self._token:
+            return 0
+        staged = _staged(pickled)
         writer = self._writer()
         written = 0
         try:

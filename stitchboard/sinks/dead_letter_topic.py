@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +31,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from stitchboard.deadletters import DeadLetter
 from stitchboard.settings import KafkaSettings
 from stitchboard.sinks.kafka import KafkaWriter
+
+_log = logging.getLogger("stitchboard.sink")
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 """librdkafka's default ``message.max.bytes``, below Kafka's default topic limit (1,048,588)."""
@@ -237,7 +240,13 @@ class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
         self._producer.flush()
 
     def close(self) -> None:
-        self._producer.close()
+        """Never raises: ``write_batch`` already flushed and raised for anything undelivered, and an
+        exception here, while Bytewax unwinds from another failure, aborts the process (a panic in
+        a destructor) instead of letting it exit with its one error line."""
+        try:
+            self._producer.close()
+        except Exception as exc:
+            _log.warning("dead-letter producer closed with undelivered letters", extra={"error": str(exc)})
 
 
 class KafkaDeadLetterSink(DynamicSink[DeadLetter]):

@@ -65,6 +65,8 @@ def answer(directory, step_id, state_key, full):
         if full:
             return {"epoch": best[0], "state": base64.b64encode(best[1]).decode("ascii")}
         head = pickle.loads(best[1])
+        if isinstance(head, tuple) and len(head) == 4 and head[0] == "stitchboard-state":
+            head = head[3]  # a versioned snapshot (stitchboard.state_version): its payload
         return {"epoch": best[0], "head": list(head[:2]) if isinstance(head, tuple) else None}
     finally:
         for db in dbs:

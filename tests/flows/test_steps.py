@@ -7,7 +7,7 @@ from support.events import chat_event as event
 
 from stitchboard.deliveries import Delivery
 from stitchboard.events import CanonicalEvent, EventType
-from stitchboard.flows.steps import IntervalStep, StitchedBatch, StitchStep
+from stitchboard.flows.steps import STITCH_STATE, IntervalStep, StitchedBatch, StitchStep
 from stitchboard.rows import IntervalRow
 from stitchboard.settings import Settings, TimingSettings
 
@@ -69,7 +69,7 @@ def test_an_open_conversation_is_kept_until_it_goes_stale() -> None:
     kept = step(0, 86400)
     kept.on_batch([delivered(0, event(EventType.QUEUED, 0, queue="sales"))])
     assert kept.on_notify() == ([], StatefulLogic.RETAIN)
-    assert len(kept.snapshot()) == 1
+    assert len(STITCH_STATE.unwrap(kept.snapshot())) == 1
     stale = step(0, 0)
     stale.on_batch([delivered(0, event(EventType.QUEUED, 0, queue="sales"))])
     assert stale.on_notify() == ([], StatefulLogic.DISCARD)
