@@ -71,7 +71,7 @@ def normalise(
                 "unknown_source", f"envelope.source {source!r} is not one of {sorted(ADAPTERS)}"
             )
         events = adapter(envelope.payload, tenant, envelope.received_at)
-        check_record(events, envelope.received_at, bounds, horizon_days, received_at)
+        check_record(events, envelope.received_at, bounds, horizon_days)
         return events
     except AdapterError as exc:
         when = fallback if fallback is not None else datetime.now(UTC)

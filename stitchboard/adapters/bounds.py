@@ -48,17 +48,9 @@ def check_received_at(received_at: datetime, transport_time: datetime | None, bo
 
 
 def check_record(
-    events: Sequence[CanonicalEvent],
-    received_at: datetime,
-    bounds: InputBounds,
-    horizon_days: int,
-    transport_time: datetime | None = None,
+    events: Sequence[CanonicalEvent], received_at: datetime, bounds: InputBounds, horizon_days: int
 ) -> None:
-    """Raise the dead-letter reason of the first bound the record's events break; one pass.
-
-    Age is measured from the later of the envelope's receive time and the transport's: an envelope
-    that claims an old receive time cannot bring a years-old record past the restatement horizon
-    (the interval book would then apply part of it and dead-letter the rest)."""
+    """Raise the dead-letter reason of the first bound the record's events break; one pass."""
     if not events:
         return
     latest_allowed = received_at + bounds.max_future_skew
@@ -92,13 +84,12 @@ def check_record(
             f"the {channel.value} contact spans {first.isoformat()}..{last.isoformat()}, longer than"
             f" {bounds.max_contact_hours[channel]} h (bounds.max_contact_hours)",
         )
-    seen_at = received_at if transport_time is None else max(received_at, transport_time)
-    oldest_allowed = seen_at - bounds.max_age(horizon_days)
+    oldest_allowed = received_at - bounds.max_age(horizon_days)
     if newest < oldest_allowed:
         raise AdapterError(
             TOO_OLD,
             f"the newest event ({newest.isoformat()}) is older than {oldest_allowed.isoformat()}, the"
-            f" receive time {seen_at.isoformat()} minus the maximum age",
+            f" receive time {received_at.isoformat()} minus the maximum age",
         )
 
 
