@@ -13,6 +13,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from corpus_harness import (
     CORPUS_ROOT,
+    GROUPS,
     Observed,
     Replay,
     accounting_problems,
@@ -35,8 +36,9 @@ def corpus_replay(
     tmp_path_factory: pytest.TempPathFactory, chdb_dsn: str, chdb_client: Client
 ) -> Iterator[Replay]:
     """The whole corpus replayed once, drained, into a database of its own."""
-    if not CORPUS.cases:
-        pytest.skip(f"no valid corpus case under {CORPUS_ROOT} (test_corpus_manifests_are_valid says why)")
+    assert CORPUS.cases, (
+        f"no valid corpus case under {CORPUS_ROOT} (test_corpus_manifests_are_valid says why)"
+    )
     replay = replay_corpus(CORPUS, chdb_client, chdb_dsn, tmp_path_factory.mktemp("corpus"))
     yield replay
     chdb_client.command(f"DROP DATABASE IF EXISTS `{replay.database}`")
@@ -48,8 +50,12 @@ def corpus_observed(corpus_replay: Replay, chdb_client: Client) -> Observed:
 
 
 def test_corpus_manifests_are_valid() -> None:
-    if not CORPUS.manifests:
-        pytest.skip(f"no corpus manifest under {CORPUS_ROOT} yet: nothing to validate or replay")
+    """Every group of real-shaped payloads is present (issue #11: both vendors, batch and streaming)
+    and every manifest is complete; a deleted or emptied group fails here instead of skipping."""
+    missing = [group for group in GROUPS if group not in CORPUS.groups()]
+    assert not missing, f"no manifest for corpus groups {missing} under {CORPUS_ROOT}"
+    empty = [group for group in GROUPS if not any(case.group == group for case in CORPUS.cases)]
+    assert not empty, f"corpus groups without a valid case: {empty}"
     problems = CORPUS.problems
     assert not problems, "\n".join(problems)
 
